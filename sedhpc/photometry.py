@@ -331,16 +331,16 @@ class FilterSet:
         if wave_obs.ndim != 1 or flambda.ndim not in (1, 2) or flambda.shape[-1] != wave_obs.size:
             raise ValueError(f"wave_obs must be (nλ,) and flambda (nλ,) or (n, nλ), got shapes "
                              f"{wave_obs.shape} and {flambda.shape}")
+        if not np.all(wave_obs[1:] > wave_obs[:-1]):
+            i = int(np.flatnonzero(wave_obs[1:] <= wave_obs[:-1])[0])
+            raise ValueError(f"wave_obs must be strictly increasing: {wave_obs[i]} then "
+                             f"{wave_obs[i + 1]} Å at index {i + 1}")
         if wave_obs.size < 2 or not (wave_obs[0] <= self.wave_min and wave_obs[-1] >= self.wave_max):
             lo = wave_obs[0] if wave_obs.size else np.nan
             hi = wave_obs[-1] if wave_obs.size else np.nan
             out = [nm for nm, a, b in zip(self.names, self._lo, self._hi) if not (lo <= a and hi >= b)]
             raise ValueError(f"spectrum covers {lo:.6g}–{hi:.6g} Å but bands {', '.join(out)} "
                              f"need {self.wave_min:.6g}–{self.wave_max:.6g} Å")
-        if not np.all(wave_obs[1:] > wave_obs[:-1]):
-            i = int(np.flatnonzero(wave_obs[1:] <= wave_obs[:-1])[0])
-            raise ValueError(f"wave_obs must be strictly increasing: {wave_obs[i]} then "
-                             f"{wave_obs[i + 1]} Å at index {i + 1}")
         if flambda.ndim == 1:
             return np.interp(self.grid, wave_obs, flambda, left=0.0, right=0.0) @ self._matrix_t
         j = np.clip(np.searchsorted(wave_obs, self.grid, side="right"), 1, wave_obs.size - 1)
