@@ -12,13 +12,16 @@ bagpipes (the PyPI wheel, pinned < 1.4) builds the rest-frame model; sedhpc adds
   rescales each spectrum to the exact WMAP9 luminosity distance (bagpipes interpolates D_L
   linearly on a 0.01 redshift grid: up to 0.7 % in flux at z = 0.001). Relative to bagpipes'
   default cosmology this changes magnitudes by 5 log10(D_L,WMAP9 / D_L,bagpipes): +0.021 mag at
-  z = 0.1, +0.017 at z = 1, +0.012 at z = 3 (docs/BENCHMARKS.md, tools/bench/bench_sps.py);
+  z = 0.01, +0.039 at z = 1, +0.056 at z = 10, and ages by +2.2–3.1 % (docs/BENCHMARKS.md,
+  ``tools/bench/bench_sps.py``);
 * the DL07 fix: bagpipes' ``config.umin_vals`` lists 23 values including U = 10 while the grid
   has 22 columns, so every umin > 8 got the wrong template; the 10.0 entry is removed;
 * a process-wide lock around the first ``import bagpipes``, which writes a 10 MB IGM table into
   site-packages: concurrent first imports (MPI ranks) would race on that file;
 * photometry through sedhpc's precomputed filter matrix (one interpolation of the spectrum and a
-  matrix product) instead of bagpipes' per-filter interpolation.
+  matrix product) instead of bagpipes' per-filter interpolation, which resamples the filter
+  curves at R = 100 and errs by up to 0.13 mag in bands with sharp edges or at a Lyman break;
+  sedhpc's R = 2000 matrix is within 0.003 mag of an R = 20000 integration (BENCHMARKS.md).
 """
 
 from __future__ import annotations

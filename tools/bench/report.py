@@ -1,0 +1,66 @@
+"""Shared helpers for benchmarks: machine facts and writing a section of docs/BENCHMARKS.md.
+
+Each benchmark owns one section delimited by ``<!-- bench:NAME -->`` … ``<!-- /bench:NAME -->``
+and rewrites only that section, so results from different commands live side by side.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}"
+
+
+def versions(*modules) -> str:
+    from importlib import metadata
+
+    import sedhpc
+    from sedhpc.provenance import git_hash
+
+    out = [f"sedhpc {sedhpc.__version__} ({git_hash()[:12]})", f"python {platform.python_version()}"]
+    for name in modules:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name} (not installed)")
+    return ", ".join(out)
+
+
+def write_section(name: str, title: str, body: str, command: str, modules=("numpy",)) -> None:
+    """Replace (or append) the section ``name`` of docs/BENCHMARKS.md."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = (f"<!-- bench:{name} -->\n## {title}\n\n"
+            f"- command: `{command}`\n- date: {stamp}\n- machine: {machine()}\n"
+            f"- versions: {versions(*modules)}\n\n{body.strip()}\n<!-- /bench:{name} -->\n")
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEvery section is written by " \
+        "its command under `tools/bench/`; rerun the command to refresh it.\n\n"
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n",
+                         re.S)
+    doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else doc + "\n" + text
+    DOC.write_text(doc)
+    print(text)
