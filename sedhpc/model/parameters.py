@@ -145,7 +145,8 @@ class Model:
     def from_columns(self, columns: dict, what: str = "table") -> np.ndarray:
         """Assemble (n, d) θ from a mapping name → (n,) values (e.g. an astropy Table);
         raises naming missing or unknown columns."""
-        missing = [n for n in self.names if n not in columns]
+        keys = set(getattr(columns, "colnames", None) or columns.keys())
+        missing = [n for n in self.names if n not in keys]
         if missing:
             raise ValueError(f"{what} lacks parameter column(s) {missing} of model "
                              f"{self.name!r} (needs {self.names})")
