@@ -88,3 +88,14 @@ def test_photometry_bad_input_is_reported(theta_table, tmp_path, capsys):
     assert main(["photometry", "--bands", "sdss_r0,not_a_band", "--theta", str(path),
                  "--out", str(tmp_path / "o.ecsv")]) == 2
     assert "not_a_band" in capsys.readouterr().err
+
+
+def test_photometry_fsps_without_sps_home_is_a_clear_error(theta_table, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SPS_HOME"}
+    res = subprocess.run([sys.executable, "-m", "sedhpc", "photometry", "--model", "fsps",
+                          "--bands", "sdss_r0", "--prior", "2", "--out", str(tmp_path / "o.ecsv")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 2
+    assert "SPS_HOME" in res.stderr and "not set" in res.stderr

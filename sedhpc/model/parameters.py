@@ -148,8 +148,9 @@ class Model:
         keys = set(getattr(columns, "colnames", None) or columns.keys())
         missing = [n for n in self.names if n not in keys]
         if missing:
+            unused = sorted(k for k in keys if k not in self.names)
             raise ValueError(f"{what} lacks parameter column(s) {missing} of model "
-                             f"{self.name!r} (needs {self.names})")
+                             f"{self.name!r} (needs {self.names}; columns not used: {unused})")
         return self.validate(np.column_stack([np.asarray(columns[n], float)
                                               for n in self.names]), what)
 

@@ -21,9 +21,9 @@ class SPSBackend(abc.ABC):
 
     name = "sps"
 
-    def __init__(self, model: Model, filters: FilterSet):
+    def __init__(self, model: Model, filters: FilterSet | list[str] | str):
         self.model = model
-        self.filters = filters
+        self.filters = filters if isinstance(filters, FilterSet) else FilterSet(filters)
 
     @property
     def bands(self) -> list[str]:

