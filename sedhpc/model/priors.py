@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import resources
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 
 class Prior:
@@ -59,46 +59,46 @@ class Uniform(Prior):
 
 
 class _Truncated(Prior):
-    """A location-scale distribution ``base`` truncated to [lo, hi]; loc/scale may be per-row."""
-
-    def _base(self, cond):
-        raise NotImplementedError
+    """A location-scale distribution truncated to [lo, hi]; loc/scale may be per-row arrays.
+    Subclasses give the standard distribution's ``_cdf0``, ``_ppf0`` and ``_logpdf0`` (plain
+    scipy.special functions: freezing scipy.stats objects per call costs ~0.5 ms)."""
 
     def _loc_scale(self, cond):
         return self.mu, self.sigma
 
-    def _z(self, x, cond):
-        loc, scale = self._loc_scale(cond)
-        return (x - loc) / scale, scale
-
-    def _bounds(self, cond):
-        loc, scale = self._loc_scale(cond)
-        base = self._base()
-        clo, chi = base.cdf((self.lo - loc) / scale), base.cdf((self.hi - loc) / scale)
-        return clo, chi
+    def _bounds(self, loc, scale):
+        return self._cdf0((self.lo - loc) / scale), self._cdf0((self.hi - loc) / scale)
 
     def logpdf(self, x, cond=None):
         x = np.asarray(x, float)
-        z, scale = self._z(x, cond)
-        clo, chi = self._bounds(cond)
-        lp = self._base().logpdf(z) - np.log(scale) - np.log(chi - clo)
+        loc, scale = self._loc_scale(cond)
+        clo, chi = self._bounds(loc, scale)
+        lp = self._logpdf0((x - loc) / scale) - np.log(scale) - np.log(chi - clo)
         return np.where(self.inside(x), lp, -np.inf)
 
     def cdf(self, x, cond=None):
         x = np.clip(np.asarray(x, float), self.lo, self.hi)
-        z, _ = self._z(x, cond)
-        clo, chi = self._bounds(cond)
-        return np.clip((self._base().cdf(z) - clo) / (chi - clo), 0.0, 1.0)
+        loc, scale = self._loc_scale(cond)
+        clo, chi = self._bounds(loc, scale)
+        return np.clip((self._cdf0((x - loc) / scale) - clo) / (chi - clo), 0.0, 1.0)
 
     def ppf(self, u, cond=None):
         u = np.asarray(u, float)
         loc, scale = self._loc_scale(cond)
-        clo, chi = self._bounds(cond)
-        x = loc + scale * self._base().ppf(clo + u * (chi - clo))
-        return np.clip(x, self.lo, self.hi)
+        clo, chi = self._bounds(loc, scale)
+        return np.clip(loc + scale * self._ppf0(clo + u * (chi - clo)), self.lo, self.hi)
 
 
-class TruncatedNormal(_Truncated):
+class _NormalBase(_Truncated):
+    _cdf0 = staticmethod(special.ndtr)
+    _ppf0 = staticmethod(special.ndtri)
+
+    @staticmethod
+    def _logpdf0(z):
+        return -0.5 * z * z - 0.5 * np.log(2.0 * np.pi)
+
+
+class TruncatedNormal(_NormalBase):
     kind = "normal"
 
     def __init__(self, mu: float, sigma: float, lo: float, hi: float):
@@ -106,9 +106,6 @@ class TruncatedNormal(_Truncated):
         if not sigma > 0:
             raise ValueError(f"normal prior needs sigma > 0; got {sigma}")
         self.mu, self.sigma = float(mu), float(sigma)
-
-    def _base(self):
-        return stats.norm
 
     def spec(self):
         return {"type": "normal", "mu": self.mu, "sigma": self.sigma, "lo": self.lo, "hi": self.hi}
@@ -122,9 +119,17 @@ class TruncatedStudentT(_Truncated):
         if not (nu > 0 and scale > 0):
             raise ValueError(f"Student-t prior needs nu > 0 and scale > 0; got {nu}, {scale}")
         self.nu, self.mu, self.sigma = float(nu), float(mu), float(scale)
+        self._lnorm = (special.gammaln(0.5 * (nu + 1)) - special.gammaln(0.5 * nu)
+                       - 0.5 * np.log(nu * np.pi))
 
-    def _base(self):
-        return stats.t(self.nu)
+    def _cdf0(self, z):
+        return special.stdtr(self.nu, z)
+
+    def _ppf0(self, p):
+        return special.stdtrit(self.nu, p)
+
+    def _logpdf0(self, z):
+        return self._lnorm - 0.5 * (self.nu + 1) * np.log1p(z * z / self.nu)
 
     def spec(self):
         return {"type": "student_t", "nu": self.nu, "mu": self.mu, "scale": self.sigma,
@@ -138,7 +143,7 @@ def load_massmet_table() -> np.ndarray:
         return np.loadtxt(f)
 
 
-class MassMetallicity(_Truncated):
+class MassMetallicity(_NormalBase):
     """logzsol | logmass: normal with μ = P50(logmass), σ = P84 − P16 (linear interpolation of the
     Gallazzi et al. 2005 table, clamped at its ends), truncated to [lo, hi] (Leja et al. 2019)."""
 
@@ -151,9 +156,6 @@ class MassMetallicity(_Truncated):
         table = load_massmet_table()
         self.mass, self.p50 = table[:, 0], table[:, 1]
         self.width = table[:, 3] - table[:, 2]
-
-    def _base(self):
-        return stats.norm
 
     def _loc_scale(self, cond):
         if cond is None:

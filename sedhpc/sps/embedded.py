@@ -52,33 +52,44 @@ class SPSError(RuntimeError):
     """The SPS could not produce a spectrum for a parameter vector."""
 
 
-def _lock_path() -> Path:
+def _grids_dir() -> Path:
     spec = importlib.util.find_spec("bagpipes")
     if spec is None or spec.origin is None:
         raise ImportError("the embedded SPS needs bagpipes: pip install 'bagpipes>=1.3.6,<1.4'")
-    grids = Path(spec.origin).parent / "models" / "grids"
-    if os.access(grids, os.W_OK):
-        return grids / ".sedhpc-first-import.lock"
-    return Path(tempfile.gettempdir()) / "sedhpc-bagpipes-import.lock"
+    return Path(spec.origin).parent / "models" / "grids"
 
 
 def import_bagpipes():
-    """Import bagpipes once per process under an exclusive file lock (its first import writes
-    the IGM table into site-packages), then apply sedhpc's cosmology and DL07 fixes."""
+    """Import bagpipes once per process, then apply sedhpc's cosmology and DL07 fixes.
+
+    bagpipes' first import writes its IGM table into site-packages (10 s). Concurrent first
+    imports (MPI ranks) would race on that file, so the check for the table and, if it is
+    missing, the import that writes it happen under an exclusive file lock; once the table
+    exists, processes import in parallel."""
     global _bagpipes
     if _bagpipes is not None:
         return _bagpipes
-    with open(_lock_path(), "a") as lock:
+    grids = _grids_dir()
+    lock_path = (grids / ".sedhpc-first-import.lock" if os.access(grids, os.W_OK)
+                 else Path(tempfile.gettempdir()) / "sedhpc-bagpipes-import.lock")
+    with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import bagpipes
+            if not (grids / "d_igm_grid_inoue14.fits").exists():
+                _quiet_import()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    bagpipes = _quiet_import()
     _fix_dl07_umin(bagpipes.config)
     _use_wmap9(bagpipes.utils, bagpipes.config)
     _bagpipes = bagpipes
+    return bagpipes
+
+
+def _quiet_import():
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import bagpipes
     return bagpipes
 
 
