@@ -235,6 +235,10 @@ def _generate(cfg, backend, comm, rank, size, directory: Path, lock) -> dict:
     finally:
         if writer:
             writer.close()
+    import resource
+
+    log.info(f"rank {rank} finished: peak RSS "
+             f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     if rank != 0:
         return {}
     if bar:

@@ -1,0 +1,9 @@
+#!/bin/bash
+# Training-set generation on one machine with MPI (pip install -e ".[mpi]" provides mpiexec).
+#   bash jobs/generate_mpirun.sh [RANKS] [CONFIG]
+# Rerun the same command after an interruption to resume.
+set -euo pipefail
+RANKS=${1:-$(nproc)}
+CONFIG=${2:-jobs/generate.toml}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+mpiexec -n "$RANKS" python -m sedhpc generate --config "$CONFIG"
