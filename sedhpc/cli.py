@@ -167,9 +167,9 @@ def _cmd_generate(args) -> int:
         "out": args.out, "progress": False if args.no_progress else None})
     summary = generate(cfg)
     if summary:
-        rate = summary["draws"] / summary["wall_s"] if summary["wall_s"] else 0.0
         print(f"{summary['path']}: {cfg.n} draws ({summary['draws']} computed now on "
-              f"{summary['ranks']} rank(s), {rate:.1f} draws/s), {summary['failed']} failed"
+              f"{summary['ranks']} rank(s) in {summary['wall_s']:.1f} s incl. start-up), "
+              f"{summary['failed']} failed"
               + (f" {summary['failures']}" if summary["failed"] else ""))
     return 0
 
