@@ -135,9 +135,22 @@ def test_mismatched_config_is_refused(reference, tmp_path):
         generate(config(out, n=24, seed=18), comm=None)
     with pytest.raises(ConfigError, match="bands"):
         generate(config(out, n=24, bands=BANDS[:3]), comm=None)
-    res = subprocess.run(cli(out)[:-1] + ["--no-progress"], capture_output=True, text=True,
+    res = subprocess.run(cli(out) + ["--chunk", "6"], capture_output=True, text=True,
                          timeout=TIMEOUT, env=env())
-    assert res.returncode == 2 and "n: 24 (stored) → 288 (now)" in res.stderr
+    assert res.returncode == 2 and "chunk: 12 (stored) → 6 (now)" in res.stderr
+    with pytest.raises(ConfigError, match="a set can grow, not shrink"):
+        generate(config(out, n=12), comm=None)
+
+
+def test_extending_a_set_keeps_its_draws(reference, tmp_path):
+    """n may grow: the first draws stay, a short last chunk is redone at full size."""
+    out = tmp_path / "grow"
+    generate(config(out, n=30), comm=None)  # chunks of 12: the last holds 6
+    first = load(out)
+    generate(config(out), comm=None)
+    grown = load(out)
+    same_set(grown, reference[0])
+    np.testing.assert_array_equal(grown.phot[:30], first.phot)
 
 
 def test_injected_sps_failures_are_recorded(tmp_path):

@@ -26,8 +26,9 @@ from ..parallel import RankLost, WorkQueue, world
 from ..photometry import FilterSet, arsinh_mag
 from . import store
 
-#: settings that define the set; a rerun on an existing directory must repeat them
-IDENTITY = ("model", "bands", "n", "zrange", "seed", "mix", "chunk")
+#: settings that define the set; a rerun on an existing directory must repeat them (``n`` may
+#: grow: draws 0 … n_old − 1 stay the same, so a set can be extended)
+IDENTITY = ("model", "bands", "zrange", "seed", "mix", "chunk")
 
 
 @dataclasses.dataclass
@@ -72,6 +73,11 @@ class GenerateConfig:
         return start, min(self.chunk, self.n - start)
 
 
+def expected_counts(cfg: GenerateConfig) -> dict[int, int]:
+    """chunk → number of draws it holds under ``cfg`` (the last chunk may be short)."""
+    return {c: cfg.chunk_range(c)[1] for c in range(cfg.nchunks)}
+
+
 def draw(distribution: Distribution, seed: int, start: int, count: int) -> np.ndarray:
     """Parameters of draws ``start … start + count − 1``: (count, d). Row i depends only on
     (seed, start + i) and the distribution."""
@@ -98,16 +104,18 @@ def _prepare(cfg: GenerateConfig, directory: Path) -> tuple[list[int], int, int]
     if meta.exists():
         stored = json.loads(meta.read_text())
         diff = cfgmod.differences(stored, current, IDENTITY)
+        if int(stored["n"]) > cfg.n:
+            diff.append(f"n: {stored['n']} (stored) → {cfg.n} (now): a set can grow, not shrink")
         if diff:
             raise cfgmod.ConfigError(
                 f"{directory} holds a training set made with other settings: "
                 + "; ".join(diff) + ". Use another --out directory, or repeat those settings "
                 "to resume.")
-    else:
+    if not meta.exists() or json.loads(meta.read_text())["n"] != cfg.n:
         tmp = meta.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(current, indent=1))
         tmp.replace(meta)
-    sc = store.scan(directory)
+    sc = store.scan(directory, expected_counts(cfg))
     for p in sc.problems:
         logging.getLogger("sedhpc.generate").warning(p)
     todo = [c for c in range(cfg.nchunks) if c not in sc.chunks]
@@ -263,7 +271,7 @@ def finalize(cfg: GenerateConfig) -> Path:
         "trainset", cfgmod.as_dict(cfg), model=model.name, sps=cfg.model,
         param_names=model.names, band_names=filters.names, band_specs=list(cfg.bands),
         distribution=dist.spec(), prior=model.prior.spec(), seed=cfg.seed, n=cfg.n)
-    return store.finalize(Path(cfg.out), cfg.nchunks, cfg.n, attrs, filters.filters)
+    return store.finalize(Path(cfg.out), expected_counts(cfg), cfg.n, attrs, filters.filters)
 
 
 def load_config(directory) -> GenerateConfig:

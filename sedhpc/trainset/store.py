@@ -115,8 +115,10 @@ def _open_shard(path: Path):
         return h5py.File(path, "r")
 
 
-def scan(directory: Path) -> Scan:
-    """Read every shard's chunk records and verify their checksums."""
+def scan(directory: Path, expected: dict[int, int] | None = None) -> Scan:
+    """Read every shard's chunk records and verify their checksums. ``expected`` (chunk →
+    draws): records of other chunks or sizes are ignored (e.g. the short last chunk of a set
+    that was since extended)."""
     out = Scan()
     shards = sorted(Path(directory, "shards").glob("a*-r*.h5"))
     for path in shards:
@@ -142,6 +144,8 @@ def scan(directory: Path) -> Scan:
                 if len(arrays[0]) != count or _crc(*arrays) != crc:
                     out.problems.append(f"{path.name}: chunk {chunk} fails its checksum; redone")
                     continue
+                if expected is not None and expected.get(int(chunk)) != int(count):
+                    continue
                 if int(chunk) in out.chunks:
                     out.duplicates += 1
                     continue
@@ -150,12 +154,14 @@ def scan(directory: Path) -> Scan:
     return out
 
 
-def finalize(directory: Path, nchunks: int, n: int, attrs: dict, filters) -> Path:
+def finalize(directory: Path, expected: dict[int, int], n: int, attrs: dict, filters) -> Path:
     """Merge the shards of ``directory`` into ``trainset.h5`` (written to a temporary name, then
-    renamed). Raises RuntimeError naming the missing chunks if the set is incomplete."""
+    renamed). ``expected``: chunk → draws. Raises RuntimeError naming the missing chunks if the
+    set is incomplete."""
     directory = Path(directory)
-    sc = scan(directory)
-    missing = sorted(set(range(nchunks)) - set(sc.chunks))
+    sc = scan(directory, expected)
+    nchunks = len(expected)
+    missing = sorted(set(expected) - set(sc.chunks))
     if missing:
         raise RuntimeError(f"training set in {directory} is incomplete: {len(missing)} of "
                            f"{nchunks} chunks missing (first: {missing[:10]}); rerun the same "
