@@ -1,0 +1,53 @@
+"""Command-line interface: ``sedhpc <command> --help`` documents every option.
+
+Commands are thin: they parse options, call the stage modules and write files that carry their
+provenance (config, package version, git hash, format version). One module per stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+
+
+def read_band_specs(bands: str | None, bands_file: str | None) -> list[str]:
+    """Band specs from ``--bands`` (comma-separated) or ``--bands-file`` (one per line)."""
+    if bool(bands) == bool(bands_file):
+        raise SystemExit("error: give exactly one of --bands or --bands-file")
+    if bands_file:
+        with open(bands_file) as f:
+            specs = [ln.split("#")[0].strip() for ln in f]
+    else:
+        specs = [b.strip() for b in bands.split(",")]
+    specs = [s for s in specs if s]
+    if not specs:
+        raise SystemExit("error: no bands given")
+    return specs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import emulator, sps, trainset
+
+    parser = argparse.ArgumentParser(
+        prog="sedhpc",
+        description="Bayesian SED fitting of galaxy catalogs with neural SPS emulators.")
+    parser.add_argument("--version", action="version", version=f"sedhpc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (sps, trainset, emulator):
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, ImportError) as err:
+        print(f"sedhpc {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,150 @@
+"""The emulator file: HDF5, readable without PyTorch.
+
+Layout (format version 1)::
+
+    /                    attrs: provenance (sedhpc_kind='emulator', format, version, git hash,
+                         config_json), kind ('single' | 'stitched'), param_names, band_names,
+                         outputs (band names + 'log_mfrac'), model, sps, distribution, trainset
+                         (path and content hash), windows (stitched: [[zlo, zhi], ...])
+    /net<k>/W<i>, b<i>   weights (in, out) and biases of layer i, float32 (k = 0 … K−1)
+    /net<k>/x_mean, x_std, y_mean      input normalisation, output de-normalisation (σ = 1)
+    /net<k>/lo, hi       parameter ranges trained on (per parameter)
+    /net<k>/residuals    (n_outputs, 11) test-set residual statistics [mag]: quantiles at
+                         −4σ … +4σ (9 values incl. the median), mean, standard deviation
+    /net<k>/residual_cov (n_outputs, n_outputs) test-set residual covariance
+    /net<k> attrs        zrange, width, depth, activation, n_train, n_test, train_seconds
+
+A single emulator is a stitched one with one window.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..provenance import provenance
+
+FORMAT_VERSION = 1
+SIGMAS = (-4, -3, -2, -1, 0, 1, 2, 3, 4)
+RESIDUAL_COLUMNS = [f"q{s:+d}sigma" if s else "median" for s in SIGMAS] + ["mean", "std"]
+
+
+@dataclass
+class Network:
+    """One MLP: weights[i] (in, out), biases[i] (out,), normalisation, ranges, statistics."""
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    zrange: tuple[float, float]
+    residuals: np.ndarray | None = None
+    residual_cov: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return int(self.weights[0].shape[1])
+
+    @property
+    def depth(self) -> int:
+        return len(self.weights) - 1
+
+
+@dataclass
+class EmulatorFile:
+    """Everything in an emulator file."""
+    nets: list[Network]
+    param_names: list[str]
+    band_names: list[str]
+    attrs: dict
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.band_names + ["log_mfrac"]
+
+    @property
+    def windows(self) -> list[tuple[float, float]]:
+        return [n.zrange for n in self.nets]
+
+
+def residual_stats(res: np.ndarray) -> np.ndarray:
+    """The 11 statistics per column of residuals ``res`` (n, k): (k, 11)."""
+    from scipy.special import ndtr
+
+    levels = ndtr(np.array(SIGMAS, float)) * 100
+    q = np.percentile(res, levels, axis=0).T
+    return np.column_stack([q, res.mean(axis=0), res.std(axis=0)])
+
+
+def write(path, emu: EmulatorFile, config: dict | None = None) -> Path:
+    """Write ``emu`` to ``path`` (temporary name, then renamed)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for k, v in provenance("emulator", FORMAT_VERSION, config).items():
+            f.attrs[k] = v
+        f.attrs["kind"] = "single" if len(emu.nets) == 1 else "stitched"
+        f.attrs["param_names"] = json.dumps(emu.param_names)
+        f.attrs["band_names"] = json.dumps(emu.band_names)
+        f.attrs["outputs"] = json.dumps(emu.outputs)
+        f.attrs["windows"] = json.dumps([list(map(float, w)) for w in emu.windows])
+        f.attrs["residual_columns"] = json.dumps(RESIDUAL_COLUMNS)
+        for k, v in emu.attrs.items():
+            if k not in f.attrs:
+                f.attrs[k] = str(v) if isinstance(v, str) else v if isinstance(v, (int, float)) else json.dumps(v)
+        for k, net in enumerate(emu.nets):
+            g = f.create_group(f"net{k}")
+            for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+                g[f"W{i}"] = np.asarray(w, np.float32)
+                g[f"b{i}"] = np.asarray(b, np.float32)
+            for name in ("x_mean", "x_std", "y_mean", "lo", "hi"):
+                g[name] = np.asarray(getattr(net, name), np.float64)
+            if net.residuals is not None:
+                g["residuals"] = net.residuals
+                g["residual_cov"] = net.residual_cov
+            g.attrs["zrange"] = np.asarray(net.zrange, float)
+            g.attrs["width"], g.attrs["depth"] = net.width, net.depth
+            g.attrs["activation"] = "gelu_tanh"
+            for a, v in net.attrs.items():
+                g.attrs[a] = v
+    tmp.replace(path)
+    return path
+
+
+def read(path) -> EmulatorFile:
+    """Read an emulator file (raises naming the problem for a file that is not one)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no emulator file at {path}")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("sedhpc_kind") != "emulator":
+            raise ValueError(f"{path} is not a sedhpc emulator file "
+                             f"(kind {f.attrs.get('sedhpc_kind')!r})")
+        version = int(f.attrs["sedhpc_format_version"])
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: emulator format {version}; this sedhpc reads "
+                             f"{FORMAT_VERSION}")
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        nets = []
+        k = 0
+        while f"net{k}" in f:
+            g = f[f"net{k}"]
+            depth = int(g.attrs["depth"])
+            nets.append(Network(
+                [g[f"W{i}"][()] for i in range(depth + 1)],
+                [g[f"b{i}"][()] for i in range(depth + 1)],
+                g["x_mean"][()], g["x_std"][()], g["y_mean"][()], g["lo"][()], g["hi"][()],
+                tuple(float(v) for v in g.attrs["zrange"]),
+                g["residuals"][()] if "residuals" in g else None,
+                g["residual_cov"][()] if "residual_cov" in g else None,
+                {a: g.attrs[a] for a in g.attrs if a not in ("zrange", "width", "depth")}))
+            k += 1
+    return EmulatorFile(nets, json.loads(attrs["param_names"]), json.loads(attrs["band_names"]),
+                        attrs)

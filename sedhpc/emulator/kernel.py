@@ -1,0 +1,225 @@
+"""Batched emulator inference, written once against an array module (numpy or CuPy).
+
+The forward pass of Mathews et al. (2023): x = (θ − mean)/std → L hidden layers
+h ← GELU(h W + b) → linear output → + y_mean (σ = 1), giving arsinh magnitudes per band and
+log10 mfrac. GELU uses the tanh approximation written as x·sigmoid(1.5957691(x + 0.044715x³))
+(identical, and the cheapest form in numpy); all operations run in place on preallocated
+buffers, rows in cache-sized blocks. A band subset is chosen at load time by slicing the last
+layer. :class:`Emulator` evaluates any number of redshift windows with the sin²/cos² stitching
+weights of MODEL.md, evaluating only the windows a batch needs.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..photometry import arsinh_to_maggies
+from . import io
+
+GELU_K = 1.5957691216057308  # 2·sqrt(2/π)
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_available() -> bool:
+    """True when CuPy imports, sees a GPU and can allocate on it."""
+    try:
+        import cupy
+
+        if not cupy.cuda.is_available():
+            return False
+        cupy.zeros(1).sum()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: no usable GPU
+        return False
+
+
+def array_module(xp=None):
+    """numpy or cupy: ``xp`` may be a module, 'numpy', 'cupy' or None (CuPy when a GPU is
+    usable, else numpy)."""
+    if xp is None:
+        xp = "cupy" if gpu_available() else "numpy"
+    if isinstance(xp, str):
+        if xp == "numpy":
+            return np
+        if xp == "cupy":
+            if not gpu_available():
+                raise RuntimeError("xp='cupy' asked for, but CuPy sees no usable GPU "
+                                   "(pip install 'sedhpc[gpu]' on a machine with CUDA)")
+            import cupy
+            return cupy
+        raise ValueError(f"array module must be 'numpy' or 'cupy'; got {xp!r}")
+    return xp
+
+
+@dataclass
+class Prediction:
+    """Emulator outputs for n inputs: arsinh magnitudes (n, nbands), log10 mfrac (n,) and
+    ``inside`` (n,) — False where a parameter lies outside the ranges trained on."""
+    mags: object
+    log_mfrac: object
+    inside: object
+
+    @property
+    def maggies(self):
+        return arsinh_to_maggies(self.mags)
+
+
+class _MLP:
+    """One network on one array module, with per-batch-size buffers."""
+
+    def __init__(self, net: io.Network, columns: np.ndarray, xp, dtype, block: int):
+        self.xp, self.dtype, self.block = xp, dtype, block
+        w = [np.asarray(a, dtype) for a in net.weights]
+        b = [np.asarray(a, dtype) for a in net.biases]
+        w[-1], b[-1] = w[-1][:, columns], b[-1][columns]
+        # fold the input normalisation into the first layer: (θ − m)/s W = θ (W/s) − (m/s) W
+        inv = 1.0 / np.asarray(net.x_std, np.float64)
+        w0 = np.asarray(net.weights[0], np.float64) * inv[:, None]
+        b[0] = (np.asarray(net.biases[0], np.float64)
+                - (np.asarray(net.x_mean, np.float64) * inv) @ np.asarray(net.weights[0],
+                                                                           np.float64)).astype(dtype)
+        w[0] = w0.astype(dtype)
+        b[-1] = (b[-1].astype(np.float64) + np.asarray(net.y_mean, np.float64)[columns]).astype(dtype)
+        self.W = [xp.asarray(a) for a in w]
+        self.b = [xp.asarray(a) for a in b]
+        self.nout = len(columns)
+        self._buffers: dict[int, tuple] = {}
+
+    def _bufs(self, n: int):
+        if n not in self._buffers:
+            xp, width = self.xp, self.W[0].shape[1]
+            self._buffers = {n: (xp.empty((n, width), self.dtype), xp.empty((n, width), self.dtype),
+                                 xp.empty((n, width), self.dtype))}
+        return self._buffers[n]
+
+    def __call__(self, x, out):
+        """x: (n, d) in this module's dtype → out (n, nout), in blocks of ``block`` rows."""
+        with np.errstate(over="ignore"):  # exp overflow → inf → GELU(−large) = −0: exact
+            for s in range(0, x.shape[0], self.block):
+                self._block(x[s:s + self.block], out[s:s + self.block])
+        return out
+
+    def _block(self, x, out):
+        xp = self.xp
+        h, g, t = self._bufs(x.shape[0])
+        xp.matmul(x, self.W[0], out=h)
+        for i in range(1, len(self.W)):
+            h += self.b[i - 1]
+            # GELU in place: h ← h / (1 + exp(−k (h + 0.044715 h³)))
+            xp.multiply(h, h, out=t)
+            t *= 0.044715
+            t += 1.0
+            t *= h
+            t *= -GELU_K
+            xp.exp(t, out=t)
+            t += 1.0
+            h /= t
+            if i < len(self.W) - 1:
+                xp.matmul(h, self.W[i], out=g)
+                h, g = g, h
+            else:
+                xp.matmul(h, self.W[i], out=out)
+        out += self.b[-1]
+
+
+def stitch_weights(z, windows) -> np.ndarray:
+    """Weights (n, K) of K overlapping redshift windows at redshifts ``z`` (n,): 1 inside one
+    window; in the overlap [a_{k+1}, b_k] of centre z0 and width Δz, θ = π/(2Δz)(z − z0 + Δz/2),
+    the leaving window has cos²θ and the entering one sin²θ (sum 1, continuous first
+    derivative). Zero outside all windows. Works for numpy or cupy ``z``."""
+    xp = np if isinstance(z, np.ndarray) else array_module(None)
+    z = xp.asarray(z, dtype=np.float64)
+    w = xp.zeros((z.shape[0], len(windows)))
+    for k, (lo, hi) in enumerate(windows):
+        w[:, k] = (z >= lo) & (z <= hi)
+    for k in range(len(windows) - 1):
+        a, b = windows[k + 1][0], windows[k][1]
+        if a >= b:
+            continue  # no overlap: windows only touch
+        dz = b - a
+        theta = np.pi / (2 * dz) * (z - (a + b) / 2 + dz / 2)
+        inside = (z >= a) & (z <= b)
+        w[:, k] = xp.where(inside, xp.cos(theta) ** 2, w[:, k])
+        w[:, k + 1] = xp.where(inside, xp.sin(theta) ** 2, w[:, k + 1])
+    return w
+
+
+class Emulator:
+    """Load an emulator file for inference.
+
+    ``bands``: subset (and order) of bands to output (default all); ``xp``: 'numpy', 'cupy',
+    a module or None (auto); ``dtype``: float32 (default) or float64; ``block``: rows per block.
+    Call :meth:`predict` with θ (n, d) in :attr:`param_names` order (numpy or the module's
+    arrays).
+    """
+
+    def __init__(self, path, bands=None, xp=None, dtype=np.float32, block: int = 2048):
+        self.file = path if isinstance(path, io.EmulatorFile) else io.read(path)
+        self.path = None if isinstance(path, io.EmulatorFile) else str(path)
+        self.xp = array_module(xp)
+        self.dtype = np.dtype(dtype)
+        self.param_names = list(self.file.param_names)
+        all_bands = self.file.band_names
+        if bands is None:
+            bands = list(all_bands)
+        unknown = [b for b in bands if b not in all_bands]
+        if unknown:
+            raise ValueError(f"band(s) {unknown} are not in this emulator; it has {all_bands}")
+        self.bands = list(bands)
+        columns = np.array([all_bands.index(b) for b in bands] + [len(all_bands)])
+        self.nets = [_MLP(n, columns, self.xp, self.dtype, block) for n in self.file.nets]
+        self.windows = [tuple(n.zrange) for n in self.file.nets]
+        self.iz = self.param_names.index("zred") if "zred" in self.param_names else None
+        lo = np.min([n.lo for n in self.file.nets], axis=0)
+        hi = np.max([n.hi for n in self.file.nets], axis=0)
+        if self.iz is not None:
+            lo[self.iz], hi[self.iz] = self.windows[0][0], self.windows[-1][1]
+        self.lo, self.hi = self.xp.asarray(lo), self.xp.asarray(hi)
+        self.band_columns = columns[:-1]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.param_names)
+
+    @property
+    def zrange(self) -> tuple[float, float]:
+        return self.windows[0][0], self.windows[-1][1]
+
+    def sigma(self) -> np.ndarray:
+        """Test-set residual σ per output band [mag] (largest over windows): (nbands,)."""
+        stats = [n.residuals for n in self.file.nets if n.residuals is not None]
+        if not stats:
+            raise ValueError("this emulator file has no test-set residual statistics")
+        return np.max([s[self.band_columns, -1] for s in stats], axis=0)
+
+    def predict(self, theta) -> Prediction:
+        xp = self.xp
+        theta = xp.asarray(theta)
+        if theta.ndim == 1:
+            theta = theta[None, :]
+        if theta.shape[-1] != self.ndim:
+            raise ValueError(f"theta must have shape (n, {self.ndim}) with columns "
+                             f"{self.param_names}; got {tuple(theta.shape)}")
+        inside = xp.all((theta >= self.lo) & (theta <= self.hi), axis=1)
+        x = xp.ascontiguousarray(theta, dtype=self.dtype)
+        nout = self.nets[0].nout
+        if len(self.nets) == 1:
+            out = xp.empty((x.shape[0], nout), self.dtype)
+            self.nets[0](x, out)
+        else:
+            w = stitch_weights(theta[:, self.iz], self.windows)
+            out = xp.zeros((x.shape[0], nout), self.dtype)
+            for k, net in enumerate(self.nets):
+                rows = xp.nonzero(w[:, k] > 0)[0]
+                if rows.size == 0:
+                    continue
+                part = net(x[rows], xp.empty((rows.size, nout), self.dtype))
+                out[rows] += part * w[rows, k:k + 1].astype(self.dtype)
+            out[w.sum(axis=1) == 0] = np.nan  # outside every window
+        return Prediction(out[:, :-1], out[:, -1], inside)
+
+    def __call__(self, theta):
+        return self.predict(theta)

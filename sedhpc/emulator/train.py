@@ -1,0 +1,263 @@
+"""Emulator training with PyTorch (Mathews et al. 2023, Section 2.2). PyTorch is imported only
+here.
+
+Recipe: inputs normalised by the training mean and standard deviation; ``depth`` hidden layers
+of ``width`` with GELU (tanh approximation); a linear output per band plus one for log10 mfrac,
+de-normalised by the training mean with σ fixed to 1 (every band weighs the same); RMSE loss;
+NAdam; a schedule of (learning rate, batch size) steps, each with a fresh random 10 % validation
+split, stopping when the validation loss has not improved for ``patience`` epochs or after
+``max_epochs``, and keeping the best weights. A fixed 10 % of the set (seeded) is held out as
+the test set for the residual statistics stored with the emulator. Training is checkpointed
+after every epoch (atomically) and resumes from the checkpoint. Stitched emulators train one
+network per redshift window on the draws inside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import config as cfgmod
+from ..trainset import load as load_trainset
+from . import io
+
+CKPT_VERSION = 1
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of ``sedhpc train`` (also the ``[train]`` table of a TOML file)."""
+    trainset: str
+    out: str
+    width: int = 256
+    depth: int = 5
+    lr: list[float] = dataclasses.field(default_factory=lambda: [1e-3, 1e-4, 1e-5])
+    batch: list[int] = dataclasses.field(default_factory=lambda: [1024, 8192, 65536])
+    patience: int = 20
+    max_epochs: int = 500
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    windows: list[list[float]] | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.width < 1 or self.depth < 1:
+            raise cfgmod.ConfigError(f"width and depth must be ≥ 1; got {self.width}, "
+                                     f"{self.depth}")
+        if len(self.lr) != len(self.batch) or not self.lr:
+            raise cfgmod.ConfigError(f"lr {self.lr} and batch {self.batch} must be schedules "
+                                     "of equal, non-zero length")
+        for f in (self.val_fraction, self.test_fraction):
+            if not 0 < f < 0.5:
+                raise cfgmod.ConfigError(f"validation/test fractions must be in (0, 0.5); got {f}")
+        if self.windows is not None:
+            w = [tuple(map(float, x)) for x in self.windows]
+            if any(len(x) != 2 or x[0] >= x[1] for x in w) or any(
+                    w[k + 1][0] <= w[k][0] or w[k + 1][0] > w[k][1] for k in range(len(w) - 1)):
+                raise cfgmod.ConfigError(f"windows must be increasing [zlo, zhi] pairs, each "
+                                         f"overlapping or touching the next; got {self.windows}")
+            for k in range(len(w) - 2):
+                if w[k + 2][0] < w[k][1]:
+                    raise cfgmod.ConfigError("at most two windows may overlap at any redshift; "
+                                             f"windows {k} and {k + 2} overlap")
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("training needs PyTorch: pip install 'sedhpc[train]' (for the CPU "
+                          "build: pip install torch==2.13.0 first)") from None
+    return torch
+
+
+def build_network(nin: int, nout: int, width: int, depth: int):
+    torch = _torch()
+    layers, n = [], nin
+    for _ in range(depth):
+        layers += [torch.nn.Linear(n, width), torch.nn.GELU(approximate="tanh")]
+        n = width
+    layers.append(torch.nn.Linear(n, nout))
+    return torch.nn.Sequential(*layers)
+
+
+def file_hash(path, limit: int = 1 << 26) -> str:
+    """sha256 of a file's first ``limit`` bytes and its size (cheap provenance of a set)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(limit))
+    h.update(str(os.path.getsize(path)).encode())
+    return h.hexdigest()[:32]
+
+
+def _split(n: int, frac: float, rng: np.random.Generator):
+    perm = rng.permutation(n)
+    k = max(1, int(round(frac * n)))
+    return perm[k:], perm[:k]
+
+
+def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: str, log):
+    """Train one network on (x, y) numpy arrays; resumes from ``ckpt_path`` when it was written
+    for the same ``key`` (settings, window, data size)."""
+    torch = _torch()
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" \
+        else cfg.device
+    torch.manual_seed(seed)
+    x_mean, x_std = x.mean(axis=0), x.std(axis=0)
+    x_std[x_std == 0] = 1.0
+    y_mean = y.mean(axis=0)
+    xt = torch.as_tensor((x - x_mean) / x_std, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y - y_mean, dtype=torch.float32, device=device)
+    net = build_network(x.shape[1], y.shape[1], cfg.width, cfg.depth).to(device)
+    state = {"step": 0, "epoch": 0, "best": float("inf"), "stale": 0, "history": []}
+    opt = torch.optim.NAdam(net.parameters(), lr=cfg.lr[0])
+    best = copy.deepcopy(net.state_dict())
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck.get("version") == CKPT_VERSION and ck.get("key") == key:
+            net.load_state_dict(ck["net"])
+            opt.load_state_dict(ck["opt"])
+            best, state = ck["best"], ck["state"]
+            log(f"{label}: resumed at step {state['step']} epoch {state['epoch']}")
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(desc=label, unit="epoch", initial=len(state["history"]))
+    t0 = time.perf_counter()
+    while state["step"] < len(cfg.lr):
+        step = state["step"]
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr[step]
+        rng = np.random.default_rng([seed, step])
+        tr, va = _split(len(xt), cfg.val_fraction, rng)
+        tr_t, va_t = torch.as_tensor(tr, device=device), torch.as_tensor(va, device=device)
+        bs = min(cfg.batch[step], len(tr))
+        while state["epoch"] < cfg.max_epochs and state["stale"] < cfg.patience:
+            net.train()
+            # the shuffle of each epoch depends only on (seed, step, epoch): resumable exactly
+            gen = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([seed, step, state["epoch"]]).generate_state(1)[0]))
+            order = tr_t[torch.randperm(len(tr_t), generator=gen).to(device)]
+            for s in range(0, len(order), bs):
+                idx = order[s:s + bs]
+                loss = torch.sqrt(torch.mean((net(xt[idx]) - yt[idx]) ** 2))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                tl = _rmse(net, xt, yt, tr_t[:len(va_t) * 2])
+                vl = _rmse(net, xt, yt, va_t)
+            state["epoch"] += 1
+            state["history"].append((step, state["epoch"], tl, vl))
+            if vl < state["best"]:
+                state["best"], state["stale"] = vl, 0
+                best = copy.deepcopy(net.state_dict())
+            else:
+                state["stale"] += 1
+            if bar:
+                bar.update(1)
+                bar.set_postfix(step=step + 1, train=f"{tl:.4f}", val=f"{vl:.4f}",
+                                best=f"{state['best']:.4f}")
+            _save(ckpt_path, key, net, opt, best, state)
+        log(f"{label}: step {step + 1} (lr {cfg.lr[step]:g}, batch {bs}) ended at epoch "
+            f"{state['epoch']}, best validation RMSE {state['best']:.5f}")
+        net.load_state_dict(best)
+        state.update(step=step + 1, epoch=0, stale=0, best=float("inf"),
+                     final=min(state.get("final", float("inf")), state["best"]))
+        _save(ckpt_path, key, net, opt, best, state)
+    if bar:
+        bar.close()
+    net.load_state_dict(best)
+    ws = [m.weight.detach().cpu().numpy().T.copy() for m in net if hasattr(m, "weight")]
+    bs_ = [m.bias.detach().cpu().numpy().copy() for m in net if hasattr(m, "bias")]
+    return ws, bs_, x_mean, x_std, y_mean, state, time.perf_counter() - t0, net
+
+
+def _rmse(net, xt, yt, idx, chunk: int = 65536) -> float:
+    torch = _torch()
+    tot, n = 0.0, 0
+    for s in range(0, len(idx), chunk):
+        i = idx[s:s + chunk]
+        tot += float(torch.sum((net(xt[i]) - yt[i]) ** 2))
+        n += i.numel() * yt.shape[1]
+    return (tot / max(n, 1)) ** 0.5
+
+
+def _save(path: Path, key, net, opt, best, state) -> None:
+    torch = _torch()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"version": CKPT_VERSION, "key": key, "net": net.state_dict(),
+                "opt": opt.state_dict(), "best": best, "state": state}, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    """Train (or resume) an emulator from ``cfg.trainset``; writes ``cfg.out``."""
+    torch = _torch()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ts = load_trainset(cfg.trainset)
+    good = ts.ok.astype(bool)
+    theta, y = ts.theta[good], np.column_stack([ts.phot[good], ts.log_mfrac[good]])
+    iz = ts.param_names.index("zred")
+    z = theta[:, iz]
+    zlo, zhi = float(z.min()), float(z.max())
+    windows = [tuple(map(float, w)) for w in cfg.windows] if cfg.windows else [(zlo, zhi)]
+    dist = json.loads(ts.attrs["distribution"])
+    zspec = dist["priors"][iz]
+    if windows[0][0] < zspec["lo"] - 1e-9 or windows[-1][1] > zspec["hi"] + 1e-9:
+        raise cfgmod.ConfigError(f"windows {windows} reach outside the training set's redshift "
+                                 f"range [{zspec['lo']}, {zspec['hi']}]")
+    rng = np.random.default_rng(cfg.seed)
+    train_idx, test_idx = _split(len(theta), cfg.test_fraction, rng)
+    out = Path(cfg.out)
+    nets = []
+    for k, (lo, hi) in enumerate(windows):
+        sel = train_idx[(z[train_idx] >= lo) & (z[train_idx] <= hi)]
+        tsel = test_idx[(z[test_idx] >= lo) & (z[test_idx] <= hi)]
+        if len(sel) < 100:
+            raise cfgmod.ConfigError(f"window [{lo}, {hi}] holds only {len(sel)} training draws")
+        label = f"window {k + 1}/{len(windows)} z∈[{lo:g},{hi:g}]"
+        key = json.dumps([cfgmod.as_dict(cfg), k, len(sel)], sort_keys=True)
+        ckpt = out.with_name(f"{out.name}.net{k}.ckpt")
+        ws, bs, xm, xs, ym, state, secs, _ = _fit(theta[sel], y[sel], cfg, cfg.seed + k, ckpt,
+                                                   label, key, log)
+        th = theta[sel]
+        net = io.Network(ws, bs, xm, xs, ym, th.min(axis=0), th.max(axis=0), (lo, hi),
+                         attrs={"n_train": len(sel), "n_test": len(tsel),
+                                "train_seconds": secs, "epochs": len(state["history"]),
+                                "best_val_rmse": state["final"],
+                                "history_json": json.dumps(state["history"])})
+        nets.append(net)
+    emu = io.EmulatorFile(nets, ts.param_names, ts.band_names, {
+        "model": ts.attrs.get("model", ""), "sps": ts.attrs.get("sps", ""),
+        "distribution": ts.attrs["distribution"], "prior": ts.attrs.get("prior", "{}"),
+        "trainset": str(Path(cfg.trainset).resolve()),
+        "trainset_hash": file_hash(Path(cfg.trainset) / "trainset.h5"
+                                   if Path(cfg.trainset).is_dir() else cfg.trainset),
+        "trainset_git_hash": ts.attrs.get("git_hash", ""),
+        "torch_version": torch.__version__})
+    # test-set residuals with the inference kernel itself (float32), per window
+    from .kernel import Emulator
+    for k, (lo, hi) in enumerate(windows):
+        tsel = test_idx[(z[test_idx] >= lo) & (z[test_idx] <= hi)]
+        single = io.EmulatorFile([nets[k]], emu.param_names, emu.band_names, {})
+        pred = Emulator(single, xp="numpy").predict(theta[tsel])
+        res = np.column_stack([pred.mags, pred.log_mfrac]) - y[tsel]
+        nets[k].residuals = io.residual_stats(res)
+        nets[k].residual_cov = np.cov(res, rowvar=False)
+    io.write(out, emu, cfgmod.as_dict(cfg))
+    for k in range(len(windows)):
+        out.with_name(f"{out.name}.net{k}.ckpt").unlink(missing_ok=True)
+    return out
