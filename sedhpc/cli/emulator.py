@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--max-epochs", type=int, help="epoch cap per step (default 500)")
     p.add_argument("--windows", nargs="+", metavar="ZLO,ZHI",
                    help="redshift windows of a stitched emulator, e.g. 0,2.25 1.75,4.25")
+    p.add_argument("--bands", help="emulate only these bands of the set (comma-separated)")
+    p.add_argument("--limit", type=int, help="use only the first LIMIT good draws")
     p.add_argument("--seed", type=int, help="seed of splits, initialisation and shuffling")
     p.add_argument("--device", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
@@ -74,6 +76,7 @@ def _cmd_train(args) -> int:
         "trainset": args.trainset, "out": args.out, "width": args.width, "depth": args.depth,
         "lr": _floats(args.lr), "batch": _floats(args.batch, int), "patience": args.patience,
         "max_epochs": args.max_epochs, "windows": windows, "seed": args.seed,
+        "bands": args.bands.split(",") if args.bands else None, "limit": args.limit,
         "device": args.device, "threads": args.threads,
         "progress": False if args.no_progress else None})
     t0 = time.perf_counter()

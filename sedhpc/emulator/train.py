@@ -45,6 +45,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     windows: list[list[float]] | None = None
+    bands: list[str] | None = None
+    limit: int | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -208,7 +210,14 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ts = load_trainset(cfg.trainset)
-    good = ts.ok.astype(bool)
+    if cfg.bands:
+        unknown = [b for b in cfg.bands if b not in ts.band_names]
+        if unknown:
+            raise cfgmod.ConfigError(f"band(s) {unknown} are not in the training set "
+                                     f"({ts.band_names})")
+        cols = [ts.band_names.index(b) for b in cfg.bands]
+        ts.phot, ts.band_names = ts.phot[:, cols], list(cfg.bands)
+    good = np.flatnonzero(ts.ok)[:cfg.limit]
     theta, y = ts.theta[good], np.column_stack([ts.phot[good], ts.log_mfrac[good]])
     iz = ts.param_names.index("zred")
     z = theta[:, iz]
