@@ -27,6 +27,20 @@ def read_band_specs(bands: str | None, bands_file: str | None) -> list[str]:
     return specs
 
 
+def photometry_table(param_names, theta, bands, mags, maggies):
+    """astropy Table with parameter columns, then ``<band>_asinh_mag`` and ``<band>_maggies``."""
+    from astropy.table import Table
+
+    out = Table()
+    for k, name in enumerate(param_names):
+        out[name] = theta[:, k]
+    for j, band in enumerate(bands):
+        out[f"{band}_asinh_mag"] = mags[:, j]
+    for j, band in enumerate(bands):
+        out[f"{band}_maggies"] = maggies[:, j]
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import emulator, sps, trainset
 

@@ -95,6 +95,7 @@ def _cmd_emulate(args) -> int:
     import numpy as np
     from astropy.table import Table
 
+    from . import photometry_table
     from ..emulator import Emulator, default_path
     from ..photometry import arsinh_to_maggies
     from ..provenance import provenance
@@ -118,13 +119,8 @@ def _cmd_emulate(args) -> int:
     secs = time.perf_counter() - t0
     asnp = (lambda a: a.get()) if hasattr(pred.mags, "get") else np.asarray
     mags, mfrac, inside = asnp(pred.mags), asnp(pred.log_mfrac), asnp(pred.inside)
-    out = Table()
-    for k, n in enumerate(emu.param_names):
-        out[n] = theta[:, k]
-    for j, b in enumerate(emu.bands):
-        out[f"{b}_asinh_mag"] = mags[:, j]
-    for j, b in enumerate(emu.bands):
-        out[f"{b}_maggies"] = arsinh_to_maggies(mags[:, j].astype(float))
+    out = photometry_table(emu.param_names, theta, emu.bands, mags,
+                           arsinh_to_maggies(mags.astype(float)))
     out["log_mfrac"] = mfrac
     out["inside"] = inside
     out.meta.update(provenance("emulate", 1, {"emulator": str(path), "theta": args.theta,

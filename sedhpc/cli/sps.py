@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import read_band_specs
+from . import photometry_table, read_band_specs
 
 PHOTOMETRY_FORMAT = 1
 
@@ -82,14 +82,7 @@ def _cmd_photometry(args) -> int:
     elapsed = time.perf_counter() - t0
     from ..photometry import arsinh_mag
 
-    mags = arsinh_mag(maggies)
-    out = Table()
-    for k, name in enumerate(model.names):
-        out[name] = theta[:, k]
-    for j, band in enumerate(filters.names):
-        out[f"{band}_asinh_mag"] = mags[:, j]
-    for j, band in enumerate(filters.names):
-        out[f"{band}_maggies"] = maggies[:, j]
+    out = photometry_table(model.names, theta, filters.names, arsinh_mag(maggies), maggies)
     z = theta[:, model.index("zred")]
     masses = sfh.bin_masses(theta[:, model.index("logmass")],
                             theta[:, [model.index(f"logsfr_ratios_{i}") for i in range(1, 7)]], z)
