@@ -126,6 +126,21 @@ def test_stitched_emulator_blends_only_needed_windows():
     assert np.abs(np.diff(m, axis=0)).max() < 0.05
 
 
+def test_stitch_per_window_files(tmp_path):
+    from sedhpc.cli import main
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for k, w in enumerate(WINDOWS):
+        paths.append(str(io.write(tmp_path / f"w{k}.h5", emu_file([random_net(rng, 32,
+                                                                              zrange=w)]))))
+    assert main(["stitch", paths[2], paths[0], paths[1], "--out", str(tmp_path / "s.h5")]) == 0
+    s = io.read(tmp_path / "s.h5")
+    assert s.windows == WINDOWS and s.attrs["kind"] == "stitched"
+    with pytest.raises(ValueError, match="overlap or touch"):
+        io.stitch([paths[0], paths[2]])
+
+
 def test_file_round_trip(tmp_path):
     rng = np.random.default_rng(4)
     f = emu_file([random_net(rng, 32, zrange=w) for w in WINDOWS[:2]])
@@ -262,3 +277,31 @@ def test_validate_and_emulate_commands(small_set, tmp_path):
     assert list(pred["inside"]).count(False) == 1 and not pred["inside"][3]
     assert "sdss_r0_asinh_mag" in pred.colnames and "sdss_g0_asinh_mag" not in pred.colnames
     assert pred.meta["sedhpc_kind"] == "emulate"
+
+
+def test_array_module_choice():
+    from sedhpc.emulator import array_module, gpu_available
+
+    assert array_module("numpy") is np
+    if not gpu_available():
+        assert array_module(None) is np
+        with pytest.raises(RuntimeError, match="no usable GPU"):
+            array_module("cupy")
+    with pytest.raises(ValueError, match="'numpy' or 'cupy'"):
+        array_module("jax")
+
+
+def test_cupy_kernel_equals_numpy():
+    from sedhpc.emulator import gpu_available
+
+    if not gpu_available():
+        pytest.skip("no usable GPU (CuPy absent or no device)")
+    import cupy
+
+    rng = np.random.default_rng(9)
+    f = emu_file([random_net(rng, 128, zrange=w) for w in WINDOWS])
+    theta = draws(5000, zrange=(0.001, 6.25))
+    a = Emulator(f, xp="numpy").predict(theta)
+    b = Emulator(f, xp="cupy").predict(cupy.asarray(theta))
+    np.testing.assert_allclose(cupy.asnumpy(b.mags), a.mags, atol=1e-4)
+    np.testing.assert_array_equal(cupy.asnumpy(b.inside), a.inside)

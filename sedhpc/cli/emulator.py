@@ -34,6 +34,15 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("stitch", help="combine per-window emulators into a stitched one",
+                       description="Combine emulators trained one per redshift window (e.g. "
+                                   "each from its own training set with `sedhpc train SET "
+                                   "--windows ZLO,ZHI`) into one stitched emulator with "
+                                   "sin²/cos² weights in the overlaps.")
+    p.add_argument("emulators", nargs="+", help="emulator files, one or more windows each")
+    p.add_argument("--out", required=True, help="stitched emulator file to write")
+    p.set_defaults(func=_cmd_stitch)
+
     p = sub.add_parser("emulate", help="emulator predictions for a table of parameters",
                        description="Predict arsinh magnitudes, maggies and log10 mfrac for a "
                                    "table of parameters (columns named as in `sedhpc models`); "
@@ -88,6 +97,15 @@ def _cmd_train(args) -> int:
     print(f"wrote {out}: {len(emu.windows)} window(s), width {cfg.width} × {cfg.depth}, "
           f"test σ median {float(np.median(sig)):.4f} / max {sig.max():.4f} mag, "
           f"{time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _cmd_stitch(args) -> int:
+    from ..emulator import io
+
+    emu = io.stitch(args.emulators)
+    io.write(args.out, emu, {"command": "stitch", "emulators": args.emulators})
+    print(f"wrote {args.out}: windows {emu.windows}")
     return 0
 
 

@@ -148,3 +148,27 @@ def read(path) -> EmulatorFile:
             k += 1
     return EmulatorFile(nets, json.loads(attrs["param_names"]), json.loads(attrs["band_names"]),
                         attrs)
+
+
+def stitch(files, check=True) -> EmulatorFile:
+    """Combine emulators trained one per redshift window (e.g. each from its own training set)
+    into one stitched emulator. They must share parameters and bands; windows are sorted and
+    must overlap or touch, with at most two overlapping at any redshift."""
+    parts = [f if isinstance(f, EmulatorFile) else read(f) for f in files]
+    if not parts:
+        raise ValueError("nothing to stitch")
+    first = parts[0]
+    for p, name in zip(parts[1:], list(files)[1:]):
+        if p.param_names != first.param_names or p.band_names != first.band_names:
+            raise ValueError(f"{name}: parameters or bands differ from {list(files)[0]}")
+    nets = sorted((n for p in parts for n in p.nets), key=lambda n: n.zrange[0])
+    w = [n.zrange for n in nets]
+    for k in range(len(w) - 1):
+        if not w[k][0] < w[k + 1][0] <= w[k][1] < w[k + 1][1]:
+            raise ValueError(f"windows {w[k]} and {w[k + 1]} must overlap or touch, in order")
+        if k + 2 < len(w) and w[k + 2][0] < w[k][1]:
+            raise ValueError(f"windows {w[k]} and {w[k + 2]} overlap: at most two may")
+    attrs = {k: v for k, v in first.attrs.items()
+             if k in ("model", "sps", "distribution", "prior")}
+    attrs["stitched_from"] = json.dumps([str(f) for f in files])
+    return EmulatorFile(nets, first.param_names, first.band_names, attrs)
