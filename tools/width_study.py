@@ -60,7 +60,7 @@ def main() -> None:
     zlo = float(ts.theta[:, ts.param_names.index("zred")].min())
     widths = [int(w) for w in args.widths.split(",")]
     caps = [int(e) for e in args.epochs.split(",")]
-    rows, sig, tim = [], [], []
+    rows, sig, tim, ntrain = [], [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for w in widths:
             cfg = TrainConfig(trainset=args.trainset, out=f"{tmp}/w{w}.h5", width=w, depth=5,
@@ -77,6 +77,7 @@ def main() -> None:
             sig.append(s)
             tim.append(t)
             net = emu.file.nets[0]
+            ntrain = int(net.attrs["n_train"])
             rows.append(f"| {w} | {s:.4f} | {float(emu.sigma().max()):.4f} | {t * 1e6:.2f} | "
                         f"{int(net.attrs['epochs'])} | {secs:.0f} |")
             print(rows[-1], flush=True)
@@ -85,8 +86,8 @@ def main() -> None:
     big = np.array(widths) >= 100
     beta = np.polyfit(lw[big], np.log(np.array(tim)[big]), 1)[0] if big.sum() >= 2 else np.nan
     _plot(widths, sig, tim, alpha, beta)
-    body = (f"Training set `{args.trainset}`: first {args.limit} draws, {len(bands)} bands, "
-            f"{zlo:g} ≤ z ≤ {args.zmax:g}; depth 5, schedule (1e-3, 1024) then (1e-4, 8192) "
+    body = (f"Training set `{args.trainset}`: of its first {args.limit} draws the {ntrain} "
+            f"training draws with {zlo:.3g} ≤ z ≤ {args.zmax:g}, {len(bands)} bands; depth 5, schedule (1e-3, 1024) then (1e-4, 8192) "
             f"capped at {caps} epochs (patience 10), {args.threads} training threads. σ: median "
             "over bands of the test-set residual σ (10 % held out); time: numpy kernel, batch "
             "4096, one thread.\n\n| width | median σ [mag] | max σ [mag] | µs/eval | epochs "
@@ -115,6 +116,9 @@ def _plot(widths, sig, tim, alpha, beta) -> None:
     axes[1].loglog(w, tim[-1] * 1e6 * (w / w[-1]) ** 2.0, "k:", label="∝ N²")
     axes[1].set(xlabel="width N", ylabel="µs per evaluation", title=f"β = {beta:.2f}")
     for ax in axes:
+        ax.set_xticks(w)
+        ax.set_xticklabels([str(int(v)) for v in w])
+        ax.minorticks_off()
         ax.legend()
     fig.tight_layout()
     DOCS.mkdir(exist_ok=True)
