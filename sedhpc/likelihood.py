@@ -1,0 +1,117 @@
+"""Photometric likelihood for batches of (galaxy, proposal) pairs, one kernel call per batch.
+
+Gaussian in maggies (seed eq. 9, MODEL.md): per band
+    σ² = σ_obs² + (f_floor · x_obs)² + σ_emu²,
+    σ_emu = (2b/a) σ_u sqrt(1 + x²/(4b²))
+with σ_u the emulator's test-set residual σ in arsinh magnitudes propagated to flux at the model
+flux x, the error floor f_floor (default 0.05, Leja et al. 2019), and optional multiplicative
+per-band zeropoint corrections applied to the observed fluxes and errors. Bands masked for a
+galaxy contribute nothing. The emulator runs in float32; residuals and sums are float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .photometry import A, B, U0
+
+LN2PI = float(np.log(2 * np.pi))
+
+
+@dataclass
+class Observations:
+    """Photometry of G galaxies in the emulator's bands, validated.
+
+    ``flux``, ``err``: (G, nbands) maggies; ``mask``: (G, nbands) True where the band is used.
+    Bands with non-finite flux, or non-finite or non-positive errors, are masked; ``bad_error``
+    flags the galaxies where an error was non-positive or non-finite (the flux being present).
+    Negative fluxes are valid measurements."""
+    flux: np.ndarray
+    err: np.ndarray
+    mask: np.ndarray
+    bad_error: np.ndarray
+
+    @classmethod
+    def build(cls, flux, err, mask=None) -> "Observations":
+        flux = np.atleast_2d(np.asarray(flux, float))
+        err = np.atleast_2d(np.asarray(err, float))
+        if flux.shape != err.shape:
+            raise ValueError(f"flux {flux.shape} and err {err.shape} must have the same shape "
+                             "(galaxies, bands)")
+        use = np.ones(flux.shape, bool) if mask is None else np.asarray(mask, bool).copy()
+        if use.shape != flux.shape:
+            raise ValueError(f"mask {use.shape} must match flux {flux.shape}")
+        finite = np.isfinite(flux)
+        good_err = np.isfinite(err) & (err > 0)
+        bad_error = np.any(use & finite & ~good_err, axis=1)
+        use &= finite & good_err
+        return cls(np.where(use, flux, 0.0), np.where(use, err, 1.0), use, bad_error)
+
+    @property
+    def ngal(self) -> int:
+        return self.flux.shape[0]
+
+    @property
+    def nbands_used(self) -> np.ndarray:
+        return self.mask.sum(axis=1)
+
+
+class Likelihood:
+    """log L for rows of θ belonging to galaxies of an :class:`Observations` batch.
+
+    ``emulator``: a :class:`sedhpc.emulator.Emulator` whose bands are the observed bands, in
+    order; ``floor``: fractional error floor; ``zeropoints``: (nbands,) multiplicative
+    corrections to the observed fluxes (default 1); ``sigma_emu``: (nbands,) emulator σ in arsinh
+    mag (default: the emulator file's test-set σ; 0 to switch the term off)."""
+
+    def __init__(self, emulator, obs: Observations, floor: float = 0.05, zeropoints=None,
+                 sigma_emu=None):
+        nb = len(emulator.bands)
+        if obs.flux.shape[1] != nb:
+            raise ValueError(f"observations have {obs.flux.shape[1]} bands, the emulator "
+                             f"{nb} ({emulator.bands})")
+        if not 0 <= floor < 1:
+            raise ValueError(f"error floor must be a fraction in [0, 1); got {floor}")
+        self.emulator, self.obs, self.floor = emulator, obs, float(floor)
+        zp = np.ones(nb) if zeropoints is None else np.asarray(zeropoints, float)
+        if zp.shape != (nb,) or np.any(~np.isfinite(zp) | (zp <= 0)):
+            raise ValueError(f"zeropoints must be {nb} positive factors; got {zeropoints}")
+        self.sigma_u = (emulator.sigma() if sigma_emu is None
+                        else np.broadcast_to(np.asarray(sigma_emu, float), (nb,)).copy())
+        self.x_obs = obs.flux * zp
+        self.var_obs = (obs.err * zp) ** 2 + (self.floor * self.x_obs) ** 2
+        self.ncalls = 0
+
+    def model_maggies(self, theta):
+        """Emulated fluxes (n, nbands) float64 and the 'inside training ranges' flags (n,)."""
+        pred = self.emulator.predict(theta)
+        u = np.asarray(pred.mags, dtype=np.float64)
+        return 2.0 * B * np.sinh((U0 - u) / A), np.asarray(pred.inside)
+
+    def variance(self, x, galaxy) -> np.ndarray:
+        """σ² (n, nbands) [maggies²] at model fluxes ``x`` for rows of ``galaxy``."""
+        var = self.var_obs[galaxy]
+        if np.any(self.sigma_u > 0):
+            var = var + ((2.0 * B / A) * self.sigma_u * np.sqrt(1.0 + (x / (2.0 * B)) ** 2)) ** 2
+        return var
+
+    def __call__(self, theta, galaxy) -> np.ndarray:
+        """``theta`` (n, d) rows for galaxies ``galaxy`` (n,) int → log L (n,) float64; one
+        emulator call for all rows. Rows outside the emulator's training ranges get −inf."""
+        theta = np.asarray(theta)
+        galaxy = np.asarray(galaxy, int)
+        self.ncalls += theta.shape[0]
+        x, inside = self.model_maggies(theta)
+        var = self.variance(x, galaxy)
+        r = (self.x_obs[galaxy] - x) ** 2 / var + np.log(var) + LN2PI
+        ll = -0.5 * np.sum(np.where(self.obs.mask[galaxy], r, 0.0), axis=1)
+        return np.where(inside, ll, -np.inf)
+
+    def chi2(self, theta, galaxy) -> np.ndarray:
+        """χ² (n,) of the rows (without the normalisation terms)."""
+        galaxy = np.asarray(galaxy, int)
+        x, _ = self.model_maggies(theta)
+        r = (self.x_obs[galaxy] - x) ** 2 / self.variance(x, galaxy)
+        return np.sum(np.where(self.obs.mask[galaxy], r, 0.0), axis=1)
