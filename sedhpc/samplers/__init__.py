@@ -3,5 +3,7 @@
 
 from .diagnostics import autocorr_time, split_rhat
 from .ensemble import EnsembleResult, EnsembleSampler
+from .fit import FitResult, derived_quantities, fit_ensemble, photoz_model
 
-__all__ = ["EnsembleSampler", "EnsembleResult", "autocorr_time", "split_rhat"]
+__all__ = ["EnsembleSampler", "EnsembleResult", "autocorr_time", "split_rhat", "FitResult",
+           "fit_ensemble", "derived_quantities", "photoz_model"]
