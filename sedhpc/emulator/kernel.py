@@ -108,12 +108,11 @@ class _MLP:
         xp.matmul(x, self.W[0], out=h)
         for i in range(1, len(self.W)):
             h += self.b[i - 1]
-            # GELU in place: h ← h / (1 + exp(−k (h + 0.044715 h³)))
+            # GELU in place: h ← h / (1 + exp(h (−k − 0.044715 k h²)))
             xp.multiply(h, h, out=t)
-            t *= 0.044715
-            t += 1.0
+            t *= -0.044715 * GELU_K
+            t -= GELU_K
             t *= h
-            t *= -GELU_K
             xp.exp(t, out=t)
             t += 1.0
             h /= t

@@ -167,7 +167,7 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
                 best = copy.deepcopy(net.state_dict())
             else:
                 state["stale"] += 1
-            if bar:
+            if bar is not None:
                 bar.update(1)
                 bar.set_postfix(step=step + 1, train=f"{tl:.4f}", val=f"{vl:.4f}",
                                 best=f"{state['best']:.4f}")
@@ -178,7 +178,7 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
         state.update(step=step + 1, epoch=0, stale=0, best=float("inf"),
                      final=min(state.get("final", float("inf")), state["best"]))
         _save(ckpt_path, key, net, opt, best, state)
-    if bar:
+    if bar is not None:
         bar.close()
     net.load_state_dict(best)
     ws = [m.weight.detach().cpu().numpy().T.copy() for m in net if hasattr(m, "weight")]
