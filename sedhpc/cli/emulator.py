@@ -154,7 +154,8 @@ def _cmd_validate(args) -> int:
     from ..emulator.validate import validate
 
     s = validate(args.emulator, args.testset, args.out, args.floor)
-    print(json.dumps({k: s[k] for k in ("n_test", "sigma_median", "sigma_max", "worst_band",
+    print(json.dumps({k: s[k] for k in ("n_test", "sigma_median", "sigma68_median",
+                                        "sigma_max", "worst_band",
                                         "bands_below_floor", "n_bands")}, indent=1))
     print(f"plots and summary.json in {args.out}")
     return 0

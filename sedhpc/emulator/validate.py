@@ -52,6 +52,7 @@ def validate(emulator, testset, out, floor: float = 0.05) -> dict:
     sigma = stats[:, -1]
     floor_mag = 2.5 * np.log10(1 + floor)
     per_band = {b: {"bias": float(stats[i, -2]), "sigma": float(sigma[i]),
+                    "sigma68": float((stats[i, 5] - stats[i, 3]) / 2),
                     "median": float(stats[i, 4]),
                     "quantiles": dict(zip(io.RESIDUAL_COLUMNS[:9], map(float, stats[i, :9]))),
                     "tails": {f">{t:g}": float(np.mean(np.abs(res[:, i]) > t)) for t in TAILS}}
@@ -63,6 +64,7 @@ def validate(emulator, testset, out, floor: float = 0.05) -> dict:
         "n_outside": int((~np.asarray(pred.inside)).sum()),
         "floor": floor, "floor_mag": floor_mag,
         "sigma_median": float(np.median(sigma)), "sigma_max": float(sigma.max()),
+        "sigma68_median": float(np.median((stats[:, 5] - stats[:, 3]) / 2)),
         "worst_band": emu.bands[int(sigma.argmax())],
         "bands_below_floor": int((sigma < floor_mag).sum()), "n_bands": len(emu.bands),
         "log_mfrac": {"bias": float(res_mf.mean()), "sigma": float(res_mf.std())},
