@@ -169,6 +169,10 @@ def stitch(files, check=True) -> EmulatorFile:
         if k + 2 < len(w) and w[k + 2][0] < w[k][1]:
             raise ValueError(f"windows {w[k]} and {w[k + 2]} overlap: at most two may")
     attrs = {k: v for k, v in first.attrs.items()
-             if k in ("model", "sps", "distribution", "prior")}
+             if k in ("model", "sps", "distribution", "prior", "torch_version")}
+    for key in ("trainset", "trainset_hash", "trainset_git_hash", "git_hash"):
+        values = sorted({str(p.attrs.get(key, "")) for p in parts})
+        attrs[key if key != "git_hash" else "parts_git_hash"] = (
+            values[0] if len(values) == 1 else json.dumps(values))
     attrs["stitched_from"] = json.dumps([str(f) for f in files])
     return EmulatorFile(nets, first.param_names, first.band_names, attrs)
