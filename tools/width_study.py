@@ -33,7 +33,6 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def kernel_time(path, theta) -> float:
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
     emu = Emulator(path, xp="numpy")
     x = np.resize(theta, (4096, theta.shape[1]))
     emu.predict(x)
@@ -90,12 +89,13 @@ def main() -> None:
             f"training draws with {zlo:.3g} ≤ z ≤ {args.zmax:g}, {len(bands)} bands; depth 5, schedule (1e-3, 1024) then (1e-4, 8192) "
             f"capped at {caps} epochs (patience 10), {args.threads} training threads. σ: median "
             "over bands of the test-set residual σ (10 % held out); time: numpy kernel, batch "
-            "4096, one thread.\n\n| width | median σ [mag] | max σ [mag] | µs/eval | epochs "
+            "4096, OMP_NUM_THREADS as set for the run.\n\n| width | median σ [mag] | max σ [mag] | µs/eval | epochs "
             "| train s |\n|---|---|---|---|---|---|\n" + "\n".join(rows) +
             f"\n\nFits: σ ∝ N^α with **α = {alpha:.2f}**; time ∝ N^β (N ≥ 128) with "
             f"**β = {beta:.2f}** (paper: α ≈ −1, β ≈ 2). Plot: `docs/width_study.png`. Under a "
-            "fixed epoch budget the widest networks are the least converged, so α here is an "
-            "upper bound on the converged slope.\n")
+            "fixed budget of data and epochs the widest networks are the least converged, and "
+            "once σ is limited by the number of training draws it stops falling with width, "
+            "so α here is an upper bound on the converged, data-rich slope.\n")
     write_section("width", "Emulator width study (issue 4)", body,
                   "python tools/width_study.py " + " ".join(sys.argv[1:]), modules=("numpy",
                                                                                   "torch"))
