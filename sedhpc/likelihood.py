@@ -64,7 +64,8 @@ class Likelihood:
     ``emulator``: a :class:`sedhpc.emulator.Emulator` whose bands are the observed bands, in
     order; ``floor``: fractional error floor; ``zeropoints``: (nbands,) multiplicative
     corrections to the observed fluxes (default 1); ``sigma_emu``: (nbands,) emulator σ in arsinh
-    mag (default: the emulator file's test-set σ; 0 to switch the term off)."""
+    mag (default: the emulator file's test-set σ of the window(s) at each row's redshift,
+    blended like the predictions; 0 to switch the term off)."""
 
     def __init__(self, emulator, obs: Observations, floor: float = 0.05, zeropoints=None,
                  sigma_emu=None):
@@ -78,24 +79,27 @@ class Likelihood:
         zp = np.ones(nb) if zeropoints is None else np.asarray(zeropoints, float)
         if zp.shape != (nb,) or np.any(~np.isfinite(zp) | (zp <= 0)):
             raise ValueError(f"zeropoints must be {nb} positive factors; got {zeropoints}")
-        self.sigma_u = (emulator.sigma() if sigma_emu is None
-                        else np.broadcast_to(np.asarray(sigma_emu, float), (nb,)).copy())
+        self.sigma_u = None if sigma_emu is None else np.broadcast_to(
+            np.asarray(sigma_emu, float), (nb,)).copy()
+        self.iz = emulator.param_names.index("zred") if sigma_emu is None else None
         self.x_obs = obs.flux * zp
         self.var_obs = (obs.err * zp) ** 2 + (self.floor * self.x_obs) ** 2
         self.ncalls = 0
 
     def model_maggies(self, theta):
-        """Emulated fluxes (n, nbands) float64 and the 'inside training ranges' flags (n,)."""
+        """Emulated fluxes (n, nbands) float64, the 'inside training ranges' flags (n,) and
+        the emulator σ per row and band [mag] (n, nbands)."""
         pred = self.emulator.predict(theta)
         u = np.asarray(pred.mags, dtype=np.float64)
-        return 2.0 * B * np.sinh((U0 - u) / A), np.asarray(pred.inside)
+        sig = (self.emulator.sigma_at(np.asarray(theta)[:, self.iz]) if self.sigma_u is None
+               else np.broadcast_to(self.sigma_u, u.shape))
+        return 2.0 * B * np.sinh((U0 - u) / A), np.asarray(pred.inside), sig
 
-    def variance(self, x, galaxy) -> np.ndarray:
-        """σ² (n, nbands) [maggies²] at model fluxes ``x`` for rows of ``galaxy``."""
-        var = self.var_obs[galaxy]
-        if np.any(self.sigma_u > 0):
-            var = var + ((2.0 * B / A) * self.sigma_u * np.sqrt(1.0 + (x / (2.0 * B)) ** 2)) ** 2
-        return var
+    def variance(self, x, galaxy, sigma_u) -> np.ndarray:
+        """σ² (n, nbands) [maggies²] at model fluxes ``x`` for rows of ``galaxy``, with the
+        emulator σ ``sigma_u`` (n, nbands) [mag]."""
+        s_emu = (2.0 * B / A) * sigma_u * np.sqrt(1.0 + (x / (2.0 * B)) ** 2)
+        return self.var_obs[galaxy] + s_emu ** 2
 
     def __call__(self, theta, galaxy) -> np.ndarray:
         """``theta`` (n, d) rows for galaxies ``galaxy`` (n,) int → log L (n,) float64; one
@@ -103,8 +107,8 @@ class Likelihood:
         theta = np.asarray(theta)
         galaxy = np.asarray(galaxy, int)
         self.ncalls += theta.shape[0]
-        x, inside = self.model_maggies(theta)
-        var = self.variance(x, galaxy)
+        x, inside, sig = self.model_maggies(theta)
+        var = self.variance(x, galaxy, sig)
         r = (self.x_obs[galaxy] - x) ** 2 / var + np.log(var) + LN2PI
         ll = -0.5 * np.sum(np.where(self.obs.mask[galaxy], r, 0.0), axis=1)
         return np.where(inside, ll, -np.inf)
@@ -112,6 +116,6 @@ class Likelihood:
     def chi2(self, theta, galaxy) -> np.ndarray:
         """χ² (n,) of the rows (without the normalisation terms)."""
         galaxy = np.asarray(galaxy, int)
-        x, _ = self.model_maggies(theta)
-        r = (self.x_obs[galaxy] - x) ** 2 / self.variance(x, galaxy)
+        x, _, sig = self.model_maggies(theta)
+        r = (self.x_obs[galaxy] - x) ** 2 / self.variance(x, galaxy, sig)
         return np.sum(np.where(self.obs.mask[galaxy], r, 0.0), axis=1)

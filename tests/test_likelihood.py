@@ -74,8 +74,23 @@ def test_terms_switch_off_and_bad_bands_are_masked(emulator):
     np.testing.assert_allclose(bare.chi2(theta, np.arange(3)), 0.0, atol=1e-20)
     # the floor and the emulator error only widen σ
     full = Likelihood(emulator, obs, floor=0.05)
-    wider = full.variance(x, np.arange(3)) > bare.variance(x, np.arange(3))
+    sig = emulator.sigma_at(theta[:, -4])
+    wider = full.variance(x, np.arange(3), sig) > bare.variance(x, np.arange(3), 0 * sig)
     assert np.all(wider[obs.mask])
+
+
+def test_emulator_sigma_follows_the_redshift_windows():
+    from test_emulator import WINDOWS
+
+    rng = np.random.default_rng(12)
+    nets = [random_net(rng, 32, zrange=w) for w in WINDOWS]
+    for k, net in enumerate(nets):
+        net.residuals = np.zeros((10, 11))
+        net.residuals[:, -1] = 0.01 * (k + 1)
+        net.residual_cov = np.eye(10)
+    emu = Emulator(emu_file(nets), xp="numpy")
+    sig = emu.sigma_at(np.array([1.0, 2.0, 3.0, 5.0]))
+    np.testing.assert_allclose(sig[:, 0], [0.01, 0.015, 0.02, 0.03], atol=1e-12)
 
 
 def test_out_of_range_rows_and_bad_settings(emulator):

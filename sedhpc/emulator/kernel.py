@@ -194,6 +194,20 @@ class Emulator:
             raise ValueError("this emulator file has no test-set residual statistics")
         return np.max([s[self.band_columns, -1] for s in stats], axis=0)
 
+    def sigma_at(self, z) -> np.ndarray:
+        """Test-set residual σ per band [mag] at redshifts ``z`` (n,): the windows' σ blended
+        with the stitching weights (n, nbands)."""
+        stats = [n.residuals for n in self.file.nets]
+        if any(s is None for s in stats):
+            raise ValueError("this emulator file has no test-set residual statistics")
+        sig = np.array([s[self.band_columns, -1] for s in stats])  # (K, nbands)
+        z = np.asarray(z, float)
+        if len(self.nets) == 1:
+            return np.broadcast_to(sig[0], (z.shape[0], sig.shape[1]))
+        w = stitch_weights(z, self.windows)
+        w[w.sum(axis=1) == 0] = 1.0 / len(self.windows)  # outside all windows: the average
+        return w @ sig
+
     def predict(self, theta) -> Prediction:
         xp = self.xp
         theta = xp.asarray(theta)

@@ -251,7 +251,9 @@ def _generate(cfg, backend, comm, rank, size, directory: Path, lock) -> dict:
         return {}
     if bar:
         bar.close()
-    final = finalize(cfg)
+    final = directory / store.FINAL_NAME
+    if todo or not _complete(final, cfg.n):
+        final = finalize(cfg)
     summary = {"draws": totals.get("draws", 0), "failed_now": totals.get("failed", 0),
                "sps_s": totals.get("sps_s", 0.0), "busy_s": totals.get("busy_s", 0.0),
                "wall_s": time.perf_counter() - t_start, "ranks": size, "path": str(final)}
@@ -261,6 +263,17 @@ def _generate(cfg, backend, comm, rank, size, directory: Path, lock) -> dict:
         summary["failed"] = int(f.attrs["n_failed"])
         summary["failures"] = json.loads(f.attrs["failures_json"])
     return summary
+
+
+def _complete(path: Path, n: int) -> bool:
+    """A finalized set of ``n`` draws already exists at ``path``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f.attrs["n"]) == n and f["theta"].shape[0] == n
+    except (OSError, KeyError):
+        return False
 
 
 def finalize(cfg: GenerateConfig) -> Path:
