@@ -151,6 +151,10 @@ def test_extending_a_set_keeps_its_draws(reference, tmp_path):
     grown = load(out)
     same_set(grown, reference[0])
     np.testing.assert_array_equal(grown.phot[:30], first.phot)
+    # rerunning a complete set leaves it alone
+    stamp = (out / "trainset.h5").stat().st_mtime_ns
+    assert generate(config(out), comm=None)["draws"] == 0
+    assert (out / "trainset.h5").stat().st_mtime_ns == stamp
 
 
 def test_injected_sps_failures_are_recorded(tmp_path):
