@@ -217,10 +217,13 @@ def test_small_training_run_converges(small_set, tmp_path):
     assert hist[-1][3] < 0.5 * hist[0][3]  # validation loss fell
     # the file records provenance and the training set it came from
     assert emu.file.attrs["trainset_hash"] and emu.file.attrs["model"] == "embedded"
-    # kernel on the trained file = PyTorch on the trained weights
+    # kernel on the trained file = PyTorch on the trained weights (zred enters as log10)
+    assert json.loads(net.attrs["log_inputs"]) == [NAMES.index("zred")]
     theta = ts.theta[:500]
+    logz = theta.copy()
+    logz[:, NAMES.index("zred")] = np.log10(logz[:, NAMES.index("zred")])
     np.testing.assert_allclose(emu.predict(theta).mags,
-                               torch_forward(net, theta)[:, :-1], atol=1e-5)
+                               torch_forward(net, logz)[:, :-1], atol=1e-5)
 
 
 def test_training_resumes_from_checkpoint(small_set, tmp_path):

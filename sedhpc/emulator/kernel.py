@@ -12,6 +12,7 @@ weights of MODEL.md, evaluating only the windows a batch needs.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,8 @@ class _MLP:
 
     def __init__(self, net: io.Network, columns: np.ndarray, xp, dtype, block: int):
         self.xp, self.dtype, self.block = xp, dtype, block
+        # inputs the network takes as log10 (e.g. zred: magnitudes change by 5 mag per decade)
+        self.log_cols = json.loads(str(net.attrs.get("log_inputs", "[]")))
         w = [np.asarray(a, dtype) for a in net.weights]
         b = [np.asarray(a, dtype) for a in net.biases]
         w[-1], b[-1] = w[-1][:, columns], b[-1][columns]
@@ -97,6 +100,9 @@ class _MLP:
 
     def __call__(self, x, out):
         """x: (n, d) in this module's dtype → out (n, nout), in blocks of ``block`` rows."""
+        if self.log_cols:
+            x = x.copy()
+            x[:, self.log_cols] = self.xp.log10(self.xp.maximum(x[:, self.log_cols], 1e-6))
         with np.errstate(over="ignore"):  # exp overflow → inf → GELU(−large) = −0: exact
             for s in range(0, x.shape[0], self.block):
                 self._block(x[s:s + self.block], out[s:s + self.block])

@@ -47,6 +47,7 @@ class TrainConfig:
     windows: list[list[float]] | None = None
     bands: list[str] | None = None
     limit: int | None = None
+    log_inputs: list[str] = dataclasses.field(default_factory=lambda: ["zred"])
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -228,6 +229,12 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if windows[0][0] < zspec["lo"] - 1e-9 or windows[-1][1] > zspec["hi"] + 1e-9:
         raise cfgmod.ConfigError(f"windows {windows} reach outside the training set's redshift "
                                  f"range [{zspec['lo']}, {zspec['hi']}]")
+    unknown = [p for p in cfg.log_inputs if p not in ts.param_names]
+    if unknown:
+        raise cfgmod.ConfigError(f"log_inputs {unknown} are not parameters ({ts.param_names})")
+    log_cols = [ts.param_names.index(p) for p in cfg.log_inputs]
+    if np.any(theta[:, log_cols] <= 0):
+        raise cfgmod.ConfigError(f"log_inputs {cfg.log_inputs} must be positive in the set")
     rng = np.random.default_rng(cfg.seed)
     train_idx, test_idx = _split(len(theta), cfg.test_fraction, rng)
     out = Path(cfg.out)
@@ -240,13 +247,16 @@ def train(cfg: TrainConfig, log=print) -> Path:
         label = f"window {k + 1}/{len(windows)} z∈[{lo:g},{hi:g}]"
         key = json.dumps([cfgmod.as_dict(cfg), k, len(sel)], sort_keys=True)
         ckpt = out.with_name(f"{out.name}.net{k}.ckpt")
-        ws, bs, xm, xs, ym, state, secs, _ = _fit(theta[sel], y[sel], cfg, cfg.seed + k, ckpt,
+        xin = theta[sel].copy()
+        xin[:, log_cols] = np.log10(np.maximum(xin[:, log_cols], 1e-6))
+        ws, bs, xm, xs, ym, state, secs, _ = _fit(xin, y[sel], cfg, cfg.seed + k, ckpt,
                                                    label, key, log)
         th = theta[sel]
         net = io.Network(ws, bs, xm, xs, ym, th.min(axis=0), th.max(axis=0), (lo, hi),
                          attrs={"n_train": len(sel), "n_test": len(tsel),
                                 "train_seconds": secs, "epochs": len(state["history"]),
                                 "best_val_rmse": state["final"],
+                                "log_inputs": json.dumps(log_cols),
                                 "history_json": json.dumps(state["history"])})
         nets.append(net)
     emu = io.EmulatorFile(nets, ts.param_names, ts.band_names, {
