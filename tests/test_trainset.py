@@ -140,6 +140,12 @@ def test_mismatched_config_is_refused(reference, tmp_path):
     assert res.returncode == 2 and "chunk: 12 (stored) → 6 (now)" in res.stderr
     with pytest.raises(ConfigError, match="a set can grow, not shrink"):
         generate(config(out, n=12), comm=None)
+    # settings refused before anything is recorded: the corrected command then runs
+    bad = tmp_path / "badz"
+    with pytest.raises(ValueError, match="redshift range"):
+        generate(config(bad, n=12, zrange=[0.0, 3.0]), comm=None)
+    assert not (bad / "generate.json").exists()
+    generate(config(bad, n=12), comm=None)
 
 
 def test_extending_a_set_keeps_its_draws(reference, tmp_path):

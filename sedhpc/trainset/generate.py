@@ -98,6 +98,8 @@ def training_distribution(cfg: GenerateConfig):
 def _prepare(cfg: GenerateConfig, directory: Path) -> tuple[list[int], int, int]:
     """Rank 0: check or record the config, scan the shards. Returns (chunks to do, attempt
     number, draws already done)."""
+    training_distribution(cfg)  # refuse bad settings before anything is recorded
+    FilterSet(cfg.bands)
     directory.mkdir(parents=True, exist_ok=True)
     meta = directory / "generate.json"
     current = cfgmod.as_dict(cfg)

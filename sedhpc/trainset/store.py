@@ -239,8 +239,10 @@ def load(path) -> TrainingSet:
     if path.is_dir():
         path = path / FINAL_NAME
     if not path.exists():
-        raise FileNotFoundError(f"no training set at {path}; finish it with `sedhpc generate "
-                                f"--finalize {path.parent}`")
+        if (path.parent / "generate.json").exists():
+            raise FileNotFoundError(f"no finalized training set at {path}; finish it with "
+                                    f"`sedhpc generate --finalize {path.parent}`")
+        raise FileNotFoundError(f"no training set at {path} (make one with `sedhpc generate`)")
     with h5py.File(path, "r") as f:
         if int(f.attrs.get("sedhpc_format_version", -1)) != FORMAT_VERSION:
             warnings.warn(f"{path}: training-set format {f.attrs.get('sedhpc_format_version')} "
