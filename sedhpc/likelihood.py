@@ -7,6 +7,8 @@ with σ_u the emulator's test-set residual σ in arsinh magnitudes propagated to
 flux x, the error floor f_floor (default 0.05, Leja et al. 2019), and optional multiplicative
 per-band zeropoint corrections applied to the observed fluxes and errors. Bands masked for a
 galaxy contribute nothing. The emulator runs in float32; residuals and sums are float64.
+Everything runs in the emulator's array module (numpy, or CuPy on a GPU: the observations are
+copied to the device once, and θ, galaxy indices and log L stay there).
 """
 
 from __future__ import annotations
@@ -82,40 +84,49 @@ class Likelihood:
         self.sigma_u = None if sigma_emu is None else np.broadcast_to(
             np.asarray(sigma_emu, float), (nb,)).copy()
         self.iz = emulator.param_names.index("zred") if sigma_emu is None else None
-        self.x_obs = obs.flux * zp
-        self.var_obs = (obs.err * zp) ** 2 + (self.floor * self.x_obs) ** 2
+        xp = self.xp = emulator.xp
+        x_obs = obs.flux * zp
+        self.x_obs = xp.asarray(x_obs)
+        self.var_obs = xp.asarray((obs.err * zp) ** 2 + (self.floor * x_obs) ** 2)
+        self.mask = xp.asarray(obs.mask)
+        if self.sigma_u is not None:
+            self.sigma_u = xp.asarray(self.sigma_u)
         self.ncalls = 0
 
     def model_maggies(self, theta):
         """Emulated fluxes (n, nbands) float64, the 'inside training ranges' flags (n,) and
         the emulator σ per row and band [mag] (n, nbands)."""
+        xp = self.xp
+        theta = xp.asarray(theta)
         pred = self.emulator.predict(theta)
-        u = np.asarray(pred.mags, dtype=np.float64)
-        sig = (self.emulator.sigma_at(np.asarray(theta)[:, self.iz]) if self.sigma_u is None
-               else np.broadcast_to(self.sigma_u, u.shape))
-        return 2.0 * B * np.sinh((U0 - u) / A), np.asarray(pred.inside), sig
+        u = pred.mags.astype(xp.float64)
+        sig = (self.emulator.sigma_at(theta[:, self.iz]) if self.sigma_u is None
+               else xp.broadcast_to(self.sigma_u, u.shape))
+        return 2.0 * B * xp.sinh((U0 - u) / A), pred.inside, sig
 
     def variance(self, x, galaxy, sigma_u) -> np.ndarray:
         """σ² (n, nbands) [maggies²] at model fluxes ``x`` for rows of ``galaxy``, with the
         emulator σ ``sigma_u`` (n, nbands) [mag]."""
-        s_emu = (2.0 * B / A) * sigma_u * np.sqrt(1.0 + (x / (2.0 * B)) ** 2)
+        s_emu = (2.0 * B / A) * sigma_u * self.xp.sqrt(1.0 + (x / (2.0 * B)) ** 2)
         return self.var_obs[galaxy] + s_emu ** 2
 
     def __call__(self, theta, galaxy) -> np.ndarray:
         """``theta`` (n, d) rows for galaxies ``galaxy`` (n,) int → log L (n,) float64; one
         emulator call for all rows. Rows outside the emulator's training ranges get −inf."""
-        theta = np.asarray(theta)
-        galaxy = np.asarray(galaxy, int)
+        xp = self.xp
+        theta = xp.asarray(theta)
+        galaxy = xp.asarray(galaxy, dtype=xp.int64)
         self.ncalls += theta.shape[0]
         x, inside, sig = self.model_maggies(theta)
         var = self.variance(x, galaxy, sig)
-        r = (self.x_obs[galaxy] - x) ** 2 / var + np.log(var) + LN2PI
-        ll = -0.5 * np.sum(np.where(self.obs.mask[galaxy], r, 0.0), axis=1)
-        return np.where(inside, ll, -np.inf)
+        r = (self.x_obs[galaxy] - x) ** 2 / var + xp.log(var) + LN2PI
+        ll = -0.5 * xp.sum(xp.where(self.mask[galaxy], r, 0.0), axis=1)
+        return xp.where(inside, ll, -xp.inf)
 
     def chi2(self, theta, galaxy) -> np.ndarray:
         """χ² (n,) of the rows (without the normalisation terms)."""
-        galaxy = np.asarray(galaxy, int)
+        xp = self.xp
+        galaxy = xp.asarray(galaxy, dtype=xp.int64)
         x, _, sig = self.model_maggies(theta)
         r = (self.x_obs[galaxy] - x) ** 2 / self.variance(x, galaxy, sig)
-        return np.sum(np.where(self.obs.mask[galaxy], r, 0.0), axis=1)
+        return xp.sum(xp.where(self.mask[galaxy], r, 0.0), axis=1)

@@ -43,7 +43,7 @@ def test_gaussian_moments_and_batching():
         z = (r.samples.mean(axis=0) - mu[g]) / scale[g]
         assert np.all(np.abs(z) < 0.25), (g, z)
         np.testing.assert_allclose(r.samples.std(axis=0) / scale[g], 1.0, atol=0.15)
-        assert 0.2 < r.acceptance < 0.9 and r.rhat.max() < 1.05
+        assert 0.2 < r.acceptance < 0.9 and r.rhat.max() < s.rhat_max
     # one log_prob call per half-step for all active slots (plus one per slot refill)
     assert max(calls) <= 4 * s.init_draws and np.median(calls) == 4 * s.W // 2
 

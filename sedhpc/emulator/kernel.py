@@ -200,16 +200,17 @@ class Emulator:
             raise ValueError("this emulator file has no test-set residual statistics")
         return np.max([s[self.band_columns, -1] for s in stats], axis=0)
 
-    def sigma_at(self, z) -> np.ndarray:
+    def sigma_at(self, z):
         """Test-set residual σ per band [mag] at redshifts ``z`` (n,): the windows' σ blended
-        with the stitching weights (n, nbands)."""
+        with the stitching weights (n, nbands), in ``z``'s array module."""
         stats = [n.residuals for n in self.file.nets]
         if any(s is None for s in stats):
             raise ValueError("this emulator file has no test-set residual statistics")
-        sig = np.array([s[self.band_columns, -1] for s in stats])  # (K, nbands)
-        z = np.asarray(z, float)
+        xp = np if isinstance(z, (np.ndarray, list, tuple, float)) else self.xp
+        sig = xp.asarray(np.array([s[self.band_columns, -1] for s in stats]))  # (K, nbands)
+        z = xp.asarray(z, dtype=np.float64)
         if len(self.nets) == 1:
-            return np.broadcast_to(sig[0], (z.shape[0], sig.shape[1]))
+            return xp.broadcast_to(sig[0], (z.shape[0], sig.shape[1]))
         w = stitch_weights(z, self.windows)
         w[w.sum(axis=1) == 0] = 1.0 / len(self.windows)  # outside all windows: the average
         return w @ sig

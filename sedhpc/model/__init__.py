@@ -7,8 +7,8 @@ import numpy as np
 
 from . import sfh
 from .parameters import Distribution, Model, Parameter
-from .priors import (MassMetallicity, Mixture, Prior, TruncatedNormal, TruncatedStudentT,
-                     Uniform, from_spec)
+from .priors import (MassMetallicity, Mixture, Prior, Tabulated, TruncatedNormal,
+                     TruncatedStudentT, Uniform, from_spec)
 
 ZMIN = 0.001
 
@@ -60,5 +60,5 @@ def list_models() -> list[str]:
 
 
 __all__ = ["Model", "Parameter", "Distribution", "Prior", "Uniform", "TruncatedNormal",
-           "TruncatedStudentT", "MassMetallicity", "Mixture", "from_spec", "get_model",
+           "TruncatedStudentT", "MassMetallicity", "Mixture", "Tabulated", "from_spec", "get_model",
            "list_models", "sfh"]

@@ -123,9 +123,14 @@ class TruncatedStudentT(_Truncated):
                        - 0.5 * np.log(nu * np.pi))
 
     def _cdf0(self, z):
+        if self.nu == 2.0:  # closed form (scipy's stdtr/stdtrit iterate)
+            return 0.5 + z / (2.0 * np.sqrt(2.0 + z * z))
         return special.stdtr(self.nu, z)
 
     def _ppf0(self, p):
+        if self.nu == 2.0:
+            p = np.asarray(p, float)
+            return (2.0 * p - 1.0) / np.sqrt(2.0 * p * (1.0 - p))
         return special.stdtrit(self.nu, p)
 
     def _logpdf0(self, z):
@@ -207,6 +212,69 @@ class Mixture(Prior):
                 "lo": self.lo, "hi": self.hi}
 
 
+class Tabulated(Prior):
+    """A density given as a table of (x, p) nodes, linear between them and zero outside
+    [x[0], x[-1]] (e.g. a photo-z prior p(z)); normalised here. The inverse CDF is exact
+    (the CDF is piecewise quadratic)."""
+    kind = "table"
+
+    def __init__(self, x, p):
+        x, p = np.asarray(x, float), np.asarray(p, float)
+        if x.ndim != 1 or x.shape != p.shape or len(x) < 2:
+            raise ValueError("a tabulated prior needs x and p of equal length ≥ 2")
+        if np.any(~np.isfinite(x)) or np.any(np.diff(x) <= 0):
+            raise ValueError("tabulated prior: x must be finite and strictly increasing")
+        if np.any(~np.isfinite(p)) or np.any(p < 0) or not np.any(p > 0):
+            raise ValueError("tabulated prior: p must be finite, ≥ 0 and not all zero")
+        super().__init__(x[0], x[-1])
+        seg = 0.5 * (p[1:] + p[:-1]) * np.diff(x)
+        norm = seg.sum()
+        self.x, self.p = x, p / norm
+        self.c = np.concatenate([[0.0], np.cumsum(seg / norm)])
+        self.c[-1] = 1.0
+
+    def logpdf(self, x, cond=None):
+        x = np.asarray(x, float)
+        with np.errstate(divide="ignore"):
+            return np.where(self.inside(x), np.log(np.interp(x, self.x, self.p)), -np.inf)
+
+    def cdf(self, x, cond=None):
+        x = np.clip(np.asarray(x, float), self.lo, self.hi)
+        k = np.clip(np.searchsorted(self.x, x, side="right") - 1, 0, len(self.x) - 2)
+        t = x - self.x[k]
+        slope = (self.p[k + 1] - self.p[k]) / (self.x[k + 1] - self.x[k])
+        return np.clip(self.c[k] + self.p[k] * t + 0.5 * slope * t * t, 0.0, 1.0)
+
+    def ppf(self, u, cond=None):
+        u = np.clip(np.asarray(u, float), 0.0, 1.0)
+        k = np.clip(np.searchsorted(self.c, u, side="right") - 1, 0, len(self.x) - 2)
+        dx = self.x[k + 1] - self.x[k]
+        p0, slope, r = self.p[k], (self.p[k + 1] - self.p[k]) / dx, u - self.c[k]
+        # solve c_k + p0 t + slope t²/2 = u for t in [0, dx]; the stable root form
+        disc = np.sqrt(np.maximum(p0 * p0 + 2.0 * slope * r, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(p0 + disc > 0, 2.0 * r / (p0 + disc), 0.0)
+        return np.clip(self.x[k] + np.clip(t, 0.0, dx), self.lo, self.hi)
+
+    def spec(self):
+        return {"type": "table", "x": self.x.tolist(), "p": self.p.tolist(),
+                "lo": self.lo, "hi": self.hi}
+
+    @classmethod
+    def read(cls, path) -> "Tabulated":
+        """Two whitespace-separated columns (x, p); '#' starts a comment."""
+        try:
+            data = np.loadtxt(path, ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read a prior table from {path}: {exc}") from None
+        if data.shape[1] < 2:
+            raise ValueError(f"{path}: a prior table needs two columns (x, p)")
+        try:
+            return cls(data[:, 0], data[:, 1])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
 def from_spec(spec: dict, names: list[str] | None = None) -> Prior:
     """Rebuild a prior from its ``spec()`` dict (``names``: parameter order, for conditionals)."""
     kind = spec.get("type")
@@ -222,9 +290,11 @@ def from_spec(spec: dict, names: list[str] | None = None) -> Prior:
         return MassMetallicity(spec["lo"], spec["hi"], given=given, given_index=idx)
     if kind == "mixture":
         return Mixture(from_spec(spec["prior"], names), spec["weight"])
+    if kind == "table":
+        return Tabulated(spec["x"], spec["p"])
     raise ValueError(f"unknown prior type {kind!r} in {spec}; expected uniform, normal, "
-                     "student_t, massmet or mixture")
+                     "student_t, massmet, mixture or table")
 
 
 __all__ = ["Prior", "Uniform", "TruncatedNormal", "TruncatedStudentT", "MassMetallicity",
-           "Mixture", "from_spec", "load_massmet_table"]
+           "Mixture", "Tabulated", "from_spec", "load_massmet_table"]

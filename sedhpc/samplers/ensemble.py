@@ -3,13 +3,21 @@
 G slots × W walkers advance together: each half-step proposes new positions for half of every
 active slot's walkers (stretch moves, Goodman & Weare 2010, or differential-evolution moves,
 ter Braak 2006, for multimodal posteriors) and evaluates all of them in **one** call of
-``log_prob``. A galaxy leaves its slot when it has converged (chain length after burn-in
-> ``tau_factor`` × its integrated autocorrelation time, effective sample size
-W·T/τ ≥ ``ess_min``, split R-hat < ``rhat_max``) or hit
-``max_steps`` (flagged not converged), and the next pending galaxy takes the slot, so the
-batch stays full. Every galaxy draws its random numbers from its own generator
-(``SeedSequence(seed, spawn_key=(galaxy,))``), so its chain does not depend on which galaxies
-share the batch. Output: ``nsamples`` equal-weight samples per galaxy, thinned by τ/2.
+``log_prob``. A galaxy leaves its slot when it has converged or hit ``max_steps`` (then it is
+flagged not converged), and the next pending galaxy takes the slot, so the batch stays full.
+
+Convergence (checked every ``check_every`` steps after ``min_steps``), on the second half of
+the chain (the first half is burn-in): its length exceeds ``tau_factor`` × the largest
+integrated autocorrelation time τ, the effective sample size W·T/τ reaches ``ess_min``, and
+split R-hat over walkers is below ``rhat_max`` for every parameter.
+
+Randomness: every galaxy draws from its own generator (``SeedSequence(seed,
+spawn_key=(galaxy,))``) in blocks of ``check_every`` steps, so its chain does not depend on
+which galaxies share the batch, and all per-step arithmetic is vectorised over slots.
+The state lives in the array module ``xp`` (numpy or CuPy; ``log_prob`` then receives and
+returns that module's arrays); convergence checks run on the host.
+Output: ``nsamples`` equal-weight samples per galaxy drawn from the post-burn-in chain thinned
+by ⌈τ/2⌉.
 """
 
 from __future__ import annotations
@@ -35,78 +43,120 @@ class EnsembleResult:
     ncall: int
     acceptance: float
     converged: bool
+    resets: int = 0  # times stuck walkers were moved (burn-in restarted)
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 class EnsembleSampler:
     """``log_prob(x (n, d), galaxy (n,)) → (n,)`` evaluates any mix of galaxies in one call;
-    ``init(rng, galaxy, n) → (n, d)`` draws starting candidates (e.g. from the prior)."""
+    ``init(rng, galaxy, n) → (n, d)`` draws starting candidates (e.g. from the prior): the best
+    W of ``init_draws`` (all slots being filled evaluated in one call) start the walkers.
+
+    ``de_fraction``: probability per galaxy and half-step of a differential-evolution move
+    (γ = 2.38/√(2d), or 1 with probability 0.1 for jumps between modes) instead of a stretch
+    move (scale ``stretch_a``). ``store_every``: keep every k-th step of the chains (memory
+    max_steps/k × slots × W × d × 4 bytes); τ is reported in steps either way."""
 
     def __init__(self, log_prob, init, ndim: int, nslots: int = 64, nwalkers: int | None = None,
-                 seed: int = 0, de_fraction: float = 0.2, stretch_a: float = 2.0,
+                 seed: int = 0, de_fraction: float = 0.5, stretch_a: float = 2.0,
                  init_draws: int = 512, check_every: int = 50, min_steps: int = 200,
-                 max_steps: int = 4000, tau_factor: float = 20.0, rhat_max: float = 1.05,
-                 nsamples: int = 256, ess_min: float | None = None):
+                 max_steps: int = 5000, tau_factor: float = 10.0, rhat_max: float = 1.1,
+                 nsamples: int = 256, ess_min: float | None = None, store_every: int = 1,
+                 stuck_gap: float | None = None, xp=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)
         w = nwalkers or max(16, 2 * self.d + 2)
         self.W = w + (w % 2)
         self.nslots, self.seed = int(nslots), seed
+        if not 0 <= de_fraction <= 1:
+            raise ValueError(f"de_fraction must be in [0, 1]; got {de_fraction}")
         self.de_fraction, self.a = de_fraction, stretch_a
         self.init_draws = max(int(init_draws), self.W)
         self.check_every, self.min_steps, self.max_steps = check_every, min_steps, max_steps
+        if check_every % store_every or max_steps % store_every:
+            raise ValueError("check_every and max_steps must be multiples of store_every")
+        self.store_every = int(store_every)
         self.tau_factor, self.rhat_max, self.nsamples = tau_factor, rhat_max, nsamples
         self.ess_min = nsamples if ess_min is None else ess_min
+        self.xp = np if xp is None else xp
+        self.stuck_gap = (5.0 * np.sqrt(self.d / 2.0) + 5.0) if stuck_gap is None else stuck_gap
         self.ncall = 0
 
     def _rng(self, galaxy: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(int(galaxy),)))
 
     def _eval(self, x, gal):
+        xp = self.xp
         self.ncall += len(x)
-        lp = np.asarray(self.log_prob(x, gal), float)
-        return np.where(np.isfinite(lp), lp, -np.inf)
+        lp = xp.asarray(self.log_prob(x, gal), dtype=xp.float64)
+        return xp.where(xp.isfinite(lp), lp, -xp.inf)
 
     def run(self, galaxies, callback=None) -> dict[int, EnsembleResult]:
         """Sample every galaxy id in ``galaxies``; ``callback(result)`` is called as each one
         finishes. Returns {galaxy: EnsembleResult}."""
+        xp = self.xp
         pending = deque(int(g) for g in galaxies)
         S, W, d = min(self.nslots, len(pending)) or 1, self.W, self.d
+        h, K = W // 2, self.check_every
+        self._ncol = 2 + 4 * h
         gal = np.full(S, -1)
-        x = np.zeros((S, W, d))
-        lp = np.full((S, W), -np.inf)
+        x = xp.zeros((S, W, d))
+        lp = xp.full((S, W), -np.inf)
         steps = np.zeros(S, int)
+        start = np.zeros(S, int)  # step where the current burn-in began
+        resets = np.zeros(S, int)
         accepted = np.zeros(S)
         calls = np.zeros(S, int)
-        chain = np.zeros((self.max_steps, S, W, d), np.float32)
-        lpchain = np.zeros((self.max_steps, S, W), np.float32)
+        nstore = self.max_steps // self.store_every
+        chain = xp.zeros((nstore, S, W, d), np.float32)
+        lpchain = xp.zeros((nstore, S, W), np.float32)
+        # per-slot random numbers for the next K steps: (S, K, 2 halves, 2 + 4h)
+        ubuf = xp.zeros((S, K, 2, self._ncol))
         rngs: list = [None] * S
         results: dict[int, EnsembleResult] = {}
-        half = W // 2
         while pending or np.any(gal >= 0):
             free = np.flatnonzero(gal < 0)
             if pending and free.size:
                 self._fill(free, pending, gal, x, lp, steps, accepted, calls, rngs)
+                start[free], resets[free] = 0, 0
             act = np.flatnonzero(gal >= 0)
-            for first in (True, False):
-                mov = slice(0, half) if first else slice(half, W)
-                oth = slice(half, W) if first else slice(0, half)
-                y, logz = self._propose(x[act, mov], x[act, oth], [rngs[s] for s in act])
-                ly = self._eval(y.reshape(-1, d), np.repeat(gal[act], half)).reshape(len(act),
-                                                                                   half)
-                calls[act] += half
-                u = np.stack([rngs[s].random(half) for s in act])
-                ok = np.log(u) < logz + ly - lp[act, mov]
-                xs, ls = x[act, mov], lp[act, mov]
-                xs[ok], ls[ok] = y[ok], ly[ok]
-                x[act, mov], lp[act, mov] = xs, ls
-                accepted[act] += ok.sum(axis=1)
-            chain[steps[act], act] = x[act]
-            lpchain[steps[act], act] = lp[act]
+            for s in act[steps[act] % K == 0]:
+                ubuf[s] = xp.asarray(rngs[s].random((K, 2, self._ncol)))
+            xa = xp.asarray(act)
+            u = ubuf[xa, xp.asarray(steps[act] % K)]  # (A, 2, ncol)
+            for half in (0, 1):
+                mov = slice(0, h) if half == 0 else slice(h, W)
+                oth = slice(h, W) if half == 0 else slice(0, h)
+                xm, lm = x[xa, mov], lp[xa, mov]
+                y, logq = self._propose(xm, x[xa, oth], u[:, half])
+                ly = self._eval(y.reshape(-1, d),
+                                xp.asarray(np.repeat(gal[act], h))).reshape(len(act), h)
+                calls[act] += h
+                ok = xp.log(u[:, half, 2 + 3 * h:]) < logq + ly - lm
+                x[xa, mov] = xp.where(ok[:, :, None], y, xm)
+                lp[xa, mov] = xp.where(ok, ly, lm)
+                accepted[act] += _host(ok.sum(axis=1))
             steps[act] += 1
+            keep = act[steps[act] % self.store_every == 0]
+            if keep.size:
+                k = xp.asarray(keep)
+                row = xp.asarray(steps[keep] // self.store_every - 1)
+                chain[row, k] = x[k].astype(np.float32)
+                lpchain[row, k] = lp[k].astype(np.float32)
             for s in act:
                 n = steps[s]
-                if n >= self.max_steps or (n >= self.min_steps and n % self.check_every == 0):
-                    res = self._maybe_finish(s, gal[s], chain[:n, s], lpchain[:n, s], n,
-                                             calls[s], accepted[s], rngs[s])
+                if n % K and n < self.max_steps:
+                    continue
+                if n < self.max_steps and self._unstick(s, x, lp, lpchain, n, rngs[s]):
+                    start[s], resets[s] = n, resets[s] + 1  # burn-in begins again
+                    continue
+                if n >= self.max_steps or n - start[s] >= self.min_steps:
+                    a, m = start[s] // self.store_every, n // self.store_every
+                    res = self._maybe_finish(gal[s], _host(chain[a:m, s]),
+                                             _host(lpchain[a:m, s]), n, calls[s], accepted[s],
+                                             rngs[s], resets[s])
                     if res is not None:
                         results[res.galaxy] = res
                         gal[s] = -1
@@ -117,56 +167,83 @@ class EnsembleSampler:
     def _fill(self, free, pending, gal, x, lp, steps, accepted, calls, rngs):
         """Load pending galaxies into free slots: best W of ``init_draws`` draws each, all
         evaluated in one call."""
+        xp = self.xp
         load = [(s, pending.popleft()) for s in free[:len(pending)]]
         cand, owner = [], []
         for s, g in load:
             rngs[s] = self._rng(g)
             cand.append(np.asarray(self.init(rngs[s], g, self.init_draws), float))
             owner.append(np.full(self.init_draws, g))
-        lpc = self._eval(np.concatenate(cand), np.concatenate(owner))
+        lpc = _host(self._eval(xp.asarray(np.concatenate(cand)),
+                               xp.asarray(np.concatenate(owner))))
         for k, (s, g) in enumerate(load):
             lpk = lpc[k * self.init_draws:(k + 1) * self.init_draws]
             if not np.isfinite(lpk).any():
                 raise ValueError(f"galaxy {g}: none of {self.init_draws} starting draws has a "
                                  "finite log-probability")
-            best = np.argsort(lpk)[::-1][:self.W]
-            x[s], lp[s] = cand[k][best], lpk[best]
+            best = np.argsort(lpk, kind="stable")[::-1][:self.W]
+            x[s], lp[s] = xp.asarray(cand[k][best]), xp.asarray(lpk[best])
             gal[s], steps[s], accepted[s], calls[s] = g, 0, 0, self.init_draws
 
-    def _propose(self, xm, xo, rngs):
-        """Proposals for moving walkers ``xm`` (A, h, d) given the other half ``xo``; returns
-        (y, log of the proposal-density factor). Per slot: stretch or DE."""
+    def _propose(self, xm, xo, u):
+        """Proposals for the moving walkers ``xm`` (A, h, d) given the other half ``xo`` and
+        uniforms ``u`` (A, 2 + 4h) per slot: [move, γ, z or ε (h), partner i (h), partner j (h),
+        accept (h)]. Returns (y, log proposal factor)."""
+        xp = self.xp
         A, h, d = xm.shape
-        y = np.empty_like(xm)
-        logz = np.zeros((A, h))
-        for k, rng in enumerate(rngs):
-            if rng.random() < self.de_fraction:
-                i = rng.integers(h, size=h)
-                j = (i + rng.integers(1, h, size=h)) % h
-                gamma = 1.0 if rng.random() < 0.1 else 2.38 / np.sqrt(2 * d)
-                y[k] = (xm[k] + gamma * (xo[k, i] - xo[k, j])
-                        + 1e-6 * rng.standard_normal((h, d)))
-            else:
-                z = ((self.a - 1.0) * rng.random(h) + 1.0) ** 2 / self.a
-                c = xo[k, rng.integers(h, size=h)]
-                y[k] = c + z[:, None] * (xm[k] - c)
-                logz[k] = (d - 1.0) * np.log(z)
-        return y, logz
+        de = u[:, 0] < self.de_fraction
+        ar = xp.arange(A)[:, None]
+        r1, i1, i2 = u[:, 2:2 + h], u[:, 2 + h:2 + 2 * h], u[:, 2 + 2 * h:2 + 3 * h]
+        # stretch: y = c + z (x − c), z ~ g(z) ∝ 1/√z on [1/a, a]
+        z = ((self.a - 1.0) * r1 + 1.0) ** 2 / self.a
+        c = xo[ar, xp.minimum((i1 * h).astype(np.int64), h - 1)]
+        ys = c + z[:, :, None] * (xm - c)
+        # differential evolution: y = x + γ(1 + ε)(x_i − x_j), i ≠ j from the other half
+        ii = xp.minimum((i1 * h).astype(np.int64), h - 1)
+        jj = (ii + 1 + xp.minimum((i2 * (h - 1)).astype(np.int64), h - 2)) % h
+        gamma = xp.where(u[:, 1] < 0.1, 1.0, 2.38 / np.sqrt(2 * d))
+        g = gamma[:, None] * (1.0 + 0.1 * (r1 - 0.5))
+        yd = xm + g[:, :, None] * (xo[ar, ii] - xo[ar, jj])
+        y = xp.where(de[:, None, None], yd, ys)
+        logq = xp.where(de[:, None], 0.0, (d - 1.0) * xp.log(z))
+        return y, logq
 
-    def _maybe_finish(self, s, g, chain, lpchain, n, ncall, accepted, rng):
-        burn = n // 2
+    def _unstick(self, s, x, lp, lpchain, n, rng) -> bool:
+        """Walkers whose best log-probability over the last ``check_every`` steps lies more
+        than ``stuck_gap`` below the slot's median (left behind in a negligible local mode, or
+        from initialisation) are moved onto randomly chosen other walkers. True if any was."""
+        xp = self.xp
+        m = n // self.store_every
+        k = max(1, self.check_every // self.store_every)
+        if m < k:
+            return False
+        best = _host(lpchain[m - k:m, s].max(axis=0)).astype(float)
+        now = _host(lp[s])
+        stuck = best < np.median(now) - self.stuck_gap
+        if not stuck.any() or stuck.all():
+            return False
+        good = np.flatnonzero(~stuck)
+        src = good[rng.integers(len(good), size=int(stuck.sum()))]
+        dst = np.flatnonzero(stuck)
+        x[s, xp.asarray(dst)] = x[s, xp.asarray(src)]
+        lp[s, xp.asarray(dst)] = lp[s, xp.asarray(src)]
+        return True
+
+    def _maybe_finish(self, g, chain, lpchain, n, ncall, accepted, rng, resets=0):
+        burn = len(chain) // 2
         post = chain[burn:].astype(float)[:, None]  # (T, 1, W, d)
-        tau = autocorr_time(post)[0]
+        tau = autocorr_time(post)[0] * self.store_every  # in steps
         rhat = split_rhat(post)[0]
-        ess = self.W * (n - burn) / tau.max()
-        converged = bool((n - burn) > self.tau_factor * tau.max() and ess >= self.ess_min
+        length = (len(chain) - burn) * self.store_every
+        ess = float(self.W * length / tau.max())
+        converged = bool(length > self.tau_factor * tau.max() and ess >= self.ess_min
                          and rhat.max() < self.rhat_max)
         if not converged and n < self.max_steps:
             return None
-        thin = max(1, int(np.ceil(np.nanmax(tau) / 2)))
+        thin = max(1, int(np.ceil(np.nanmax(tau) / 2 / self.store_every)))
         pool = chain[burn::thin].reshape(-1, self.d)
         lpool = lpchain[burn::thin].reshape(-1)
         pick = rng.choice(len(pool), size=self.nsamples, replace=len(pool) < self.nsamples)
         return EnsembleResult(int(g), pool[pick].astype(float), lpool[pick].astype(float), tau,
-                              rhat, float(ess), int(n), int(ncall), float(accepted / (n * self.W)),
-                              converged)
+                              rhat, ess, int(n), int(ncall), float(accepted / (n * self.W)),
+                              converged, int(resets))

@@ -1,30 +1,50 @@
-"""Fit a batch of galaxies with the emulator likelihood and the ensemble sampler: arrays in,
-per-galaxy equal-weight posterior samples, derived quantities and diagnostics out. No files, no
-MPI: the catalog engine drives this."""
+"""Fit a batch of galaxies with the emulator likelihood: arrays in, per-galaxy equal-weight
+posterior samples, derived quantities and diagnostics out. No files, no MPI: the catalog engine
+drives :func:`fit_batch`.
+
+Two samplers share one problem definition (:class:`Problem`):
+
+- ``"ensemble"`` (default): the batched ensemble MCMC of :mod:`.ensemble`, run in the prior's
+  *probit space*: v = Φ⁻¹(u) with u the unit-cube coordinate of the prior transform, so the
+  prior is a standard normal in v and the target is log L(θ(Φ(v))) + Σ log φ(v). Prior-dominated
+  directions become unit Gaussians (where affine-invariant moves work best) instead of a box or
+  the Student-t tails of the SFH priors;
+- ``"dynesty"``: dynesty per galaxy on the unit cube (:mod:`.nested`), batched across galaxies.
+
+Redshift is fixed per galaxy (``zred`` given) or free: ``photoz_model`` frees it with a uniform
+prior over the emulator's range or a user p(z) table, and results then carry a p(z) summary.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import special
 
 from ..likelihood import Likelihood, Observations
-from ..model import Model, Uniform, sfh
-from .ensemble import EnsembleSampler
+from ..model import Model, Prior, Tabulated, Uniform, sfh
+from .ensemble import EnsembleSampler, _host
+from .nested import run_nested
+
+LOG_SQRT2PI = 0.5 * float(np.log(2 * np.pi))
 
 
 @dataclass
 class FitResult:
-    """One galaxy: ``samples`` (N, d) full parameter vectors (fixed ones included), their
-    ``log_prob``, ``derived`` {name: (N,)} (logmstar, sfr100 [Msun/yr], mwa_gyr), the best
-    sample's χ², and the sampler's diagnostics."""
+    """One galaxy: ``samples`` (N, d) full parameter vectors (fixed ones included, model
+    order), their ``log_like``, ``derived`` {name: (N,)} (logmstar, sfr100 [Msun/yr], mwa_gyr),
+    the best sample's χ², a p(z) summary when redshift was free, and the sampler's
+    diagnostics (ncall, ess, …; nested: logz, logzerr). ``converged`` False: the step or call
+    cap was hit first (samples are still returned)."""
     galaxy: int
     samples: np.ndarray
-    log_prob: np.ndarray
+    log_like: np.ndarray
     derived: dict
     chi2_best: float
     diagnostics: dict = field(default_factory=dict)
     converged: bool = True
+    pz: dict | None = None
 
 
 def derived_quantities(model: Model, theta: np.ndarray, log_mfrac: np.ndarray) -> dict:
@@ -37,65 +57,172 @@ def derived_quantities(model: Model, theta: np.ndarray, log_mfrac: np.ndarray) -
             "mwa_gyr": sfh.mass_weighted_age(masses, z)}
 
 
-def photoz_model(model: Model, emulator) -> Model:
-    """``model`` with redshift free, uniform over the emulator's redshift range."""
+def photoz_model(model: Model, emulator, zprior=None) -> Model:
+    """``model`` with redshift free. ``zprior``: None (uniform over the emulator's redshift
+    range ∩ the model's), a :class:`~sedhpc.model.Prior`, a path to a two-column (z, p) table,
+    or an (z, p) pair of arrays."""
     zlo, zhi = emulator.zrange
     b = model.bounds[model.index("zred")]
-    return model.with_fixed((), {"zred": Uniform(max(zlo, b[0]), min(zhi, b[1]))})
+    lo, hi = max(zlo, b[0]), min(zhi, b[1])
+    if zprior is None:
+        prior = Uniform(lo, hi)
+    elif isinstance(zprior, Prior):
+        prior = zprior
+    elif isinstance(zprior, (str, bytes)) or hasattr(zprior, "__fspath__"):
+        prior = Tabulated.read(zprior)
+    else:
+        prior = Tabulated(*zprior)
+    if prior.lo < lo - 1e-12 or prior.hi > hi + 1e-12:
+        raise ValueError(f"the redshift prior covers [{prior.lo}, {prior.hi}] but the emulator "
+                         f"(and model) cover [{lo}, {hi}]: cut the table to that range")
+    return model.with_fixed((), {"zred": prior})
+
+
+def pz_summary(z: np.ndarray, zrange, nbins: int = 60) -> dict:
+    """p(z) summary from posterior samples: median, 68 / 95 % intervals, the mode (peak of a
+    histogram), and that histogram (``nbins`` bins uniform in log(1 + z) over ``zrange``)."""
+    z = np.asarray(z, float)
+    edges = np.expm1(np.linspace(np.log1p(zrange[0]), np.log1p(zrange[1]), nbins + 1))
+    hist, _ = np.histogram(z, edges)
+    k = int(np.argmax(hist))
+    q = np.percentile(z, [2.5, 16, 50, 84, 97.5])
+    return {"z_median": float(q[2]), "z16": float(q[1]), "z84": float(q[3]),
+            "z2p5": float(q[0]), "z97p5": float(q[4]),
+            "z_mode": float(np.sqrt((1 + edges[k]) * (1 + edges[k + 1])) - 1),
+            "edges": edges, "pdf": hist / max(len(z), 1) / np.diff(edges)}
+
+
+class Problem:
+    """The posterior of G galaxies: ``model`` priors, the emulator likelihood, per-galaxy
+    values of the model's fixed parameters. Maps unit-cube or probit coordinates of the free
+    parameters to full θ, in batches mixing any galaxies."""
+
+    def __init__(self, model: Model, emulator, obs: Observations, fixed: np.ndarray,
+                 floor: float = 0.05, zeropoints=None, sigma_emu=None):
+        if list(emulator.param_names) != list(model.names):
+            raise ValueError(f"emulator parameters {emulator.param_names} differ from model "
+                             f"{model.name!r}'s {model.names}")
+        self.model, self.emulator, self.obs = model, emulator, obs
+        self.lik = Likelihood(emulator, obs, floor=floor, zeropoints=zeropoints,
+                              sigma_emu=sigma_emu)
+        self.fixed = np.asarray(fixed, float).reshape(obs.ngal, len(model.fixed))
+        self.nfree = len(model.free_index)
+        self.xp = emulator.xp
+
+    def theta_from_unit(self, u, galaxy) -> np.ndarray:
+        return self.model.unit_transform(np.clip(u, 0.0, 1.0), self.fixed[galaxy])
+
+    def loglike_unit(self, u, galaxy):
+        """log L (n,) at unit-cube points ``u`` (n, nfree) of galaxies ``galaxy`` (n,)."""
+        galaxy = np.asarray(galaxy, int)
+        return _host(self.lik(self.theta_from_unit(np.asarray(u, float), galaxy), galaxy))
+
+    def logpost_probit(self, v, galaxy):
+        """log L + log N(v; 0, 1) at probit points ``v`` (n, nfree), in the emulator's array
+        module (the prior transform itself runs on the host)."""
+        xp = self.xp
+        vh, gh = _host(v).astype(float), _host(galaxy).astype(int)
+        theta = self.theta_from_unit(special.ndtr(vh), gh)
+        ll = self.lik(theta, gh)
+        return ll + xp.asarray(-0.5 * np.sum(vh * vh, axis=1) - self.nfree * LOG_SQRT2PI)
+
+    def finish(self, g: int, theta: np.ndarray, log_like: np.ndarray, diagnostics: dict,
+               converged: bool) -> FitResult:
+        pred = self.emulator.predict(theta)
+        best = int(np.argmax(log_like))
+        chi2 = float(_host(self.lik.chi2(theta[best:best + 1], np.array([g])))[0])
+        diagnostics.update(nbands=int(self.obs.nbands_used[g]),
+                           bad_error=bool(self.obs.bad_error[g]))
+        pz = None
+        if "zred" not in self.model.fixed:
+            zp = self.model.params[self.model.index("zred")].prior
+            pz = pz_summary(theta[:, self.model.index("zred")], (zp.lo, zp.hi))
+        return FitResult(int(g), theta, np.asarray(log_like, float),
+                         derived_quantities(self.model, theta,
+                                            _host(pred.log_mfrac).astype(float)),
+                         chi2, diagnostics, bool(converged), pz)
+
+
+def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: float = 0.05,
+              zeropoints=None, sampler: str = "ensemble", seed: int = 0, nsamples: int = 256,
+              callback=None, sigma_emu=None, **options) -> list:
+    """Fit G galaxies: ``flux``, ``err`` (G, nbands) maggies in the emulator's bands, in order;
+    ``zred`` (G,) when the model holds redshift fixed (ignored when it is free, see
+    :func:`photoz_model`); ``mask`` (G, nbands) True where a band is used (non-finite fluxes and
+    non-positive errors are masked and flagged); ``floor``, ``zeropoints``, ``sigma_emu``: see
+    :class:`~sedhpc.likelihood.Likelihood` (``sigma_emu=0`` switches the emulator-error term
+    off, e.g. for mocks made with the emulator itself). ``sampler``: "ensemble" (options go to
+    :class:`EnsembleSampler`) or "dynesty" (options go to :func:`run_nested`: nlive, dynamic,
+    dlogz, sample, maxcall, nconcurrent, batched). Galaxy g draws its random numbers from
+    ``SeedSequence(seed, spawn_key=(g,))``. Returns a :class:`FitResult` per galaxy, in input
+    order; ``callback(result)`` is called as each one finishes."""
+    obs = Observations.build(flux, err, mask)
+    G = obs.ngal
+    if model.fixed:
+        if model.fixed != ("zred",):
+            raise ValueError(f"model {model.name!r} holds {list(model.fixed)} fixed; only "
+                             "zred can be given per galaxy")
+        if zred is None:
+            raise ValueError(f"model {model.name!r} holds zred fixed: give zred per galaxy "
+                             "(or free it with photoz_model)")
+        fixed = np.asarray(zred, float).reshape(G, 1)
+        zp = model.params[model.index("zred")].prior
+        bad = ~np.isfinite(fixed[:, 0]) | (fixed[:, 0] < max(zp.lo, emulator.zrange[0])) | (
+            fixed[:, 0] > min(zp.hi, emulator.zrange[1]))
+        if bad.any():
+            raise ValueError(f"zred of galaxy {int(np.flatnonzero(bad)[0])} "
+                             f"({fixed[bad][0, 0]}) is outside the emulator's range "
+                             f"{emulator.zrange}")
+    else:
+        fixed = np.zeros((G, 0))
+    prob = Problem(model, emulator, obs, fixed, floor, zeropoints, sigma_emu)
+    out: list = [None] * G
+
+    def done(r):
+        out[r.galaxy] = r
+        if callback:
+            callback(r)
+
+    if sampler == "ensemble":
+        xp = emulator.xp
+
+        def init(rng, g, n):
+            return rng.standard_normal((n, prob.nfree))
+
+        s = EnsembleSampler(prob.logpost_probit, init, prob.nfree, seed=seed, nsamples=nsamples,
+                            xp=xp, **options)
+
+        def finish(r):
+            u = special.ndtr(r.samples)
+            theta = prob.theta_from_unit(u, np.full(len(u), r.galaxy))
+            ll = r.log_prob + 0.5 * np.sum(r.samples ** 2, axis=1) + prob.nfree * LOG_SQRT2PI
+            done(prob.finish(r.galaxy, theta, ll, {
+                "sampler": "ensemble", "tau": r.tau, "rhat": r.rhat, "ess": r.ess,
+                "nsteps": r.nsteps, "ncall": r.ncall, "acceptance": r.acceptance,
+                "resets": r.resets}, r.converged))
+        s.run(range(G), callback=finish)
+    elif sampler == "dynesty":
+        def finish(r):
+            theta = prob.theta_from_unit(r.samples, np.full(len(r.samples), r.galaxy))
+            done(prob.finish(r.galaxy, theta, r.log_like, {
+                "sampler": "dynesty", "logz": r.logz, "logzerr": r.logzerr, "ncall": r.ncall,
+                "niter": r.niter, "ess": r.ess}, r.converged))
+        run_nested(prob.loglike_unit, prob.nfree, range(G), seed=seed, nsamples=nsamples,
+                   callback=finish, **options)
+    else:
+        raise ValueError(f"unknown sampler {sampler!r}: use 'ensemble' or 'dynesty'")
+    return out
 
 
 def fit_ensemble(model: Model, emulator, flux, err, zred=None, mask=None, floor: float = 0.05,
                  zeropoints=None, seed: int = 0, callback=None, **sampler_options) -> list:
-    """Fit G galaxies: ``flux``, ``err`` (G, nbands) maggies in the emulator's bands;
-    ``zred`` (G,) for models with redshift fixed (ignored when it is free); ``mask`` (G, nbands)
-    True where a band is used. Returns a FitResult per galaxy (in input order)."""
-    if list(emulator.param_names) != list(model.names):
-        raise ValueError(f"emulator parameters {emulator.param_names} differ from model "
-                         f"{model.name!r}'s {model.names}")
-    obs = Observations.build(flux, err, mask)
-    lik = Likelihood(emulator, obs, floor=floor, zeropoints=zeropoints)
-    G, d = obs.ngal, model.ndim
-    fixed = np.zeros((G, len(model.fixed)))
-    if model.fixed:
-        if zred is None or model.fixed != ("zred",):
-            raise ValueError(f"model {model.name!r} holds {list(model.fixed)} fixed: give zred "
-                             "per galaxy (or fit with redshift free)")
-        fixed[:, 0] = np.asarray(zred, float)
-    free = model.free_index
+    """:func:`fit_batch` with the ensemble sampler."""
+    return fit_batch(model, emulator, flux, err, zred, mask, floor, zeropoints, "ensemble",
+                     seed, callback=callback, **sampler_options)
 
-    def full(x, gal):
-        theta = np.empty((len(x), d))
-        theta[:, free] = x
-        theta[:, model.fixed_index] = fixed[gal]
-        return theta
 
-    def log_prob(x, gal):
-        theta = full(x, gal)
-        lp = model.log_prob(theta)
-        ok = np.isfinite(lp)
-        if ok.any():
-            lp[ok] += lik(theta[ok], gal[ok])
-        return lp
-
-    def init(rng, g, n):
-        return model.unit_transform(rng.random((n, len(free))), fixed[g])[:, free]
-
-    sampler = EnsembleSampler(log_prob, init, len(free), seed=seed, **sampler_options)
-    out = [None] * G
-
-    def finish(r):
-        theta = full(r.samples, np.full(len(r.samples), r.galaxy))
-        pred = emulator.predict(theta)
-        best = int(np.argmax(r.log_prob))
-        chi2 = float(lik.chi2(theta[best:best + 1], np.array([r.galaxy]))[0])
-        out[r.galaxy] = FitResult(
-            r.galaxy, theta, r.log_prob, derived_quantities(model, theta,
-                                                            np.asarray(pred.log_mfrac, float)),
-            chi2, {"tau": r.tau, "rhat": r.rhat, "ess": r.ess, "nsteps": r.nsteps,
-                   "ncall": r.ncall, "acceptance": r.acceptance,
-                   "nbands": int(obs.nbands_used[r.galaxy]),
-                   "bad_error": bool(obs.bad_error[r.galaxy])}, r.converged)
-        if callback:
-            callback(out[r.galaxy])
-    sampler.run(range(G), callback=finish)
-    return out
+def fit_dynesty(model: Model, emulator, flux, err, zred=None, mask=None, floor: float = 0.05,
+                zeropoints=None, seed: int = 0, callback=None, **options) -> list:
+    """:func:`fit_batch` with dynesty per galaxy."""
+    return fit_batch(model, emulator, flux, err, zred, mask, floor, zeropoints, "dynesty",
+                     seed, callback=callback, **options)

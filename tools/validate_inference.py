@@ -1,0 +1,221 @@
+"""Validate the samplers (issue [inference]): simulation-based calibration, ensemble vs dynesty
+discrepancy statistics and a two-mode photo-z test, on mocks made with the emulator itself plus
+Gaussian noise (so the test isolates the samplers: fits use the same noise model, no error
+floor, no emulator-error term).
+
+    python tools/validate_inference.py --n 200 --out docs/inference
+
+Writes OUT/summary.json (coverages, D statistics, photo-z mode masses, costs, settings,
+provenance), OUT/sbc_ranks.png (rank histograms) and OUT/photoz.png. Every stage saves its fits
+to OUT/cache_*.npz and is skipped when rerun with the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sedhpc import provenance
+from sedhpc.emulator import Emulator
+from sedhpc.model import get_model
+from sedhpc.photometry import A, B, U0
+from sedhpc.samplers import fit_batch, photoz_model
+
+BANDS = [f"lsst_baseline_{b}" for b in "ugrizy"] + ["twomass_J", "twomass_H", "twomass_Ks",
+                                                     "wise_w1", "wise_w2"]
+PARAMS = ["logmass", "logzsol", "dust2", "sfr100"]
+
+
+def mocks(model, emu, n, rng, zrange=(0.01, 3.0), depth=26.0, frac=0.05, zfree=False):
+    """n prior draws (redshift uniform over ``zrange``), emulator photometry plus noise of
+    σ² = (frac·x)² + (5σ depth / 5)²."""
+    z = rng.uniform(*zrange, n)
+    theta = model.sample(rng, n, None if zfree else z[:, None])
+    if zfree:
+        theta[:, model.index("zred")] = z
+    x = 2 * B * np.sinh((U0 - np.asarray(emu.predict(theta).mags, float)) / A)
+    err = np.sqrt((frac * x) ** 2 + (10 ** (-0.4 * depth) / 5) ** 2)
+    return theta, x + err * rng.standard_normal(x.shape), err
+
+
+def quantity(model, res, truth, name):
+    """Posterior samples and the truth of a parameter or derived quantity."""
+    from sedhpc.samplers import derived_quantities
+    if name in model.names:
+        k = model.index(name)
+        return res.samples[:, k], truth[k]
+    t = derived_quantities(model, truth[None], np.zeros(1))[name][0]
+    s = res.derived[name]
+    if name == "sfr100":  # log10 SFR: the ranks do not change, D is taken in dex
+        return np.log10(np.maximum(s, 1e-30)), np.log10(max(t, 1e-30))
+    return s, t
+
+
+def run_fits(tag, out, model, emu, flux, err, z, sampler, opts):
+    cache = out / f"cache_{tag}.npz"
+    key = json.dumps({"sampler": sampler, "opts": opts, "n": len(flux),
+                      "flux": float(np.nansum(flux))}, sort_keys=True)
+    if cache.exists():
+        c = np.load(cache, allow_pickle=True)
+        if str(c["key"]) == key:
+            return list(c["res"]), float(c["cpu"])
+    t0 = time.process_time()
+    res = fit_batch(model, emu, flux, err, zred=z, floor=0.0, sigma_emu=0.0, sampler=sampler,
+                    seed=11, **opts)
+    cpu = time.process_time() - t0
+    np.savez(cache, res=np.array(res, dtype=object), cpu=cpu, key=key)
+    return res, cpu
+
+
+def coverage(model, res, truth):
+    out = {}
+    for name in PARAMS:
+        ranks, in68, in95 = [], [], []
+        for r, t in zip(res, truth):
+            s, tv = quantity(model, r, t, name)
+            ranks.append(np.mean(s < tv))
+            lo68, hi68, lo95, hi95 = np.percentile(s, [16, 84, 2.5, 97.5])
+            in68.append(lo68 <= tv <= hi68)
+            in95.append(lo95 <= tv <= hi95)
+        out[name] = {"in68": float(np.mean(in68)), "in95": float(np.mean(in95)),
+                     "ranks": [float(v) for v in ranks]}
+    return out
+
+
+def discrepancy(model, ra, rb, truth):
+    out = {}
+    for name in PARAMS:
+        d = []
+        for a, b, t in zip(ra, rb, truth):
+            sa, _ = quantity(model, a, t, name)
+            sb, _ = quantity(model, b, t, name)
+            qa, qb = np.percentile(sa, [16, 50, 84]), np.percentile(sb, [16, 50, 84])
+            wa, wb = (qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2
+            d.append(abs(qa[1] - qb[1]) / max(np.hypot(wa, wb), 1e-12))
+        d = np.array(d)
+        out[name] = {"median_D": float(np.median(d)), "catastrophic": float(np.mean(d > 3)),
+                     "D": d.tolist()}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="SBC mocks")
+    ap.add_argument("--nphotoz", type=int, default=40, help="photo-z mocks screened for two modes")
+    ap.add_argument("--emulator", default=None)
+    ap.add_argument("--nlive", type=int, default=400)
+    ap.add_argument("--out", default="docs/inference")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = a.emulator or str(Path(__file__).resolve().parents[1] / "sedhpc/emulator/data/default.h5")
+    emu = Emulator(path, bands=BANDS, xp="numpy")
+    model = get_model("embedded")
+    rng = np.random.default_rng(np.random.SeedSequence(2026, spawn_key=(5,)))
+    truth, flux, err = mocks(model, emu, a.n, rng)
+    z = truth[:, model.index("zred")]
+    summary = {"n_mocks": a.n, "bands": BANDS, "params": PARAMS, "emulator": path,
+               "noise": "sigma^2 = (0.05 x)^2 + (5-sigma depth 26 mag / 5)^2",
+               "provenance": provenance.provenance("inference-validation", 1, vars(a))}
+    fits = {}
+    for sampler, opts in (("ensemble", {}), ("dynesty", {"nlive": a.nlive})):
+        res, cpu = run_fits(f"sbc_{sampler}", out, model, emu, flux, err, z, sampler, opts)
+        fits[sampler] = res
+        summary[sampler] = {
+            "options": opts, "cpu_s_per_galaxy": cpu / a.n,
+            "converged": float(np.mean([r.converged for r in res])),
+            "ncall_median": float(np.median([r.diagnostics["ncall"] for r in res])),
+            "ess_median": float(np.median([r.diagnostics["ess"] for r in res])),
+            "coverage": coverage(model, res, truth)}
+        print(sampler, {k: (v["in68"], v["in95"]) for k, v in
+                        summary[sampler]["coverage"].items()}, f"{cpu / a.n:.2f} CPU-s/galaxy",
+              file=sys.stderr)
+    summary["discrepancy"] = discrepancy(model, fits["ensemble"], fits["dynesty"], truth)
+    print({k: (v["median_D"], v["catastrophic"]) for k, v in summary["discrepancy"].items()},
+          file=sys.stderr)
+
+    # two-mode photo-z: screen mocks (LSST ugrizy only, redshift free), keep those whose
+    # long reference dynesty run has two modes each holding ≥ 10 % of the mass
+    pz_bands = BANDS[:6]
+    emu6 = Emulator(path, bands=pz_bands, xp="numpy")
+    pzmodel = photoz_model(model, emu6, None)
+    pz_model_mock = pzmodel
+    rng = np.random.default_rng(np.random.SeedSequence(2026, spawn_key=(6,)))
+    ztruth, zflux, zerr = mocks(pz_model_mock, emu6, a.nphotoz, rng, zrange=(0.05, 3.0),
+                                depth=25.0, frac=0.05, zfree=True)
+    pz = {}
+    for tag, sampler, opts in (("reference", "dynesty", {"nlive": 2000}),
+                               ("ensemble", "ensemble", {}),
+                               ("dynesty", "dynesty", {"nlive": a.nlive})):
+        pz[tag], cpu = run_fits(f"pz_{tag}", out, pzmodel, emu6, zflux, zerr, None, sampler,
+                                opts)
+    iz = pzmodel.index("zred")
+    cases = []
+    for g in range(a.nphotoz):
+        zr = pz["reference"][g].samples[:, iz]
+        edges = np.expm1(np.linspace(np.log1p(0.0), np.log1p(6.0), 61))
+        h, _ = np.histogram(zr, edges)
+        # split at the emptiest bin between the two highest separated peaks
+        peaks = [k for k in range(len(h)) if h[k] > 0 and h[k] == h[max(0, k - 3):k + 4].max()]
+        if len(peaks) < 2:
+            continue
+        top = sorted(peaks, key=lambda k: -h[k])[:2]
+        lo, hi = sorted(top)
+        cut = edges[lo + 1 + int(np.argmin(h[lo + 1:hi]))] if hi > lo + 1 else edges[hi]
+        mass = {t: float(np.mean(pz[t][g].samples[:, iz] < cut)) for t in pz}
+        if min(mass["reference"], 1 - mass["reference"]) < 0.1:
+            continue
+        cases.append({"galaxy": g, "z_true": float(ztruth[g, iz]), "z_split": float(cut),
+                      "low_mode_mass": mass,
+                      "abs_error": {t: abs(mass[t] - mass["reference"])
+                                    for t in ("ensemble", "dynesty")}})
+    summary["photoz_two_mode"] = {"bands": pz_bands, "n_screened": a.nphotoz,
+                                  "reference": "dynesty nlive=2000", "cases": cases}
+    print(f"two-mode photo-z cases: {len(cases)}", [c["abs_error"] for c in cases],
+          file=sys.stderr)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    plots(summary, pz, cases, iz, out)
+
+
+def plots(summary, pz, cases, iz, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, len(PARAMS), figsize=(3.2 * len(PARAMS), 5.6), sharex=True)
+    for row, sampler in enumerate(("ensemble", "dynesty")):
+        for ax, name in zip(axes[row], PARAMS):
+            c = summary[sampler]["coverage"][name]
+            n = len(c["ranks"])
+            ax.hist(c["ranks"], bins=10, range=(0, 1), color="C0" if row == 0 else "C1")
+            ax.axhline(n / 10, color="k", lw=1)
+            sd = np.sqrt(n / 10 * 0.9)
+            ax.axhspan(n / 10 - 2 * sd, n / 10 + 2 * sd, color="0.85", zorder=0)
+            ax.set_title(f"{sampler}: {name}\n68%: {c['in68']:.2f}  95%: {c['in95']:.2f}",
+                         fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("rank of truth / N")
+    fig.suptitle(f"SBC, {summary['n_mocks']} mocks (band: ±2σ of a uniform histogram)")
+    fig.tight_layout()
+    fig.savefig(out / "sbc_ranks.png", dpi=90)
+    if cases:
+        k = min(len(cases), 4)
+        fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.0), squeeze=False)
+        for ax, c in zip(axes[0], cases[:k]):
+            for t, col in (("reference", "k"), ("ensemble", "C0"), ("dynesty", "C1")):
+                ax.hist(pz[t][c["galaxy"]].samples[:, iz], bins=60, range=(0, 6), density=True,
+                        histtype="step", color=col, label=t)
+            ax.axvline(c["z_true"], color="r", ls=":")
+            ax.set_xlabel("z")
+            ax.set_title(f"galaxy {c['galaxy']}", fontsize=9)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "photoz.png", dpi=90)
+
+
+if __name__ == "__main__":
+    main()
