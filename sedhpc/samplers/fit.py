@@ -189,6 +189,10 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
         def init(rng, g, n):
             return rng.standard_normal((n, prob.nfree))
 
+        if xp is not np:  # a GPU: fill it, and keep every 5th step of the chains on device
+            options.setdefault("nslots", 2048)
+            options.setdefault("store_every", 5)
+
         s = EnsembleSampler(prob.logpost_probit, init, prob.nfree, seed=seed, nsamples=nsamples,
                             xp=xp, **options)
 
