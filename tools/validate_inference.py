@@ -180,6 +180,53 @@ def main(argv=None):
           file=sys.stderr)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     plots(summary, pz, cases, iz, out)
+    (out / "README.md").write_text(report(summary))
+
+
+def report(s) -> str:
+    """Markdown summary of a validation run."""
+    lines = ["# Sampler validation", "",
+             f"Written by `python tools/validate_inference.py --n {s['n_mocks']} "
+             f"--nphotoz {s['photoz_two_mode']['n_screened']} --nlive "
+             f"{s['dynesty']['options'].get('nlive')} --out docs/inference` "
+             f"(sedhpc {s['provenance']['sedhpc_version']}, git "
+             f"{s['provenance']['git_hash'][:12]}).", "",
+             f"Mocks: {s['n_mocks']} prior draws of the embedded model, redshift uniform in "
+             f"[0.01, 3], emulator photometry in {', '.join(s['bands'])}, noise "
+             f"{s['noise']}; fitted with the same noise model (no floor, no emulator term), so "
+             "only the samplers are tested. Targets: 68 ± 5 % and 95 ± 3 %.", "",
+             "## Simulation-based calibration", "",
+             "| sampler | " + " | ".join(f"{p} 68 % | {p} 95 %" for p in PARAMS) +
+             " | converged | CPU-s / galaxy |",
+             "|---|" + "---|" * (2 * len(PARAMS) + 2)]
+    for name in ("ensemble", "dynesty"):
+        c = s[name]["coverage"]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{c[p]['in68']:.3f} | {c[p]['in95']:.3f}" for p in PARAMS) +
+            f" | {s[name]['converged']:.0%} | {s[name]['cpu_s_per_galaxy']:.2f} |")
+    lines += ["", "Rank histograms: `sbc_ranks.png`.", "",
+              "## Ensemble vs dynesty (same mocks)", "",
+              "| quantity | median D | catastrophic (D > 3) |", "|---|---|---|"]
+    for p in PARAMS:
+        d = s["discrepancy"][p]
+        lines.append(f"| {p} | {d['median_D']:.3f} | {d['catastrophic']:.1%} |")
+    pz = s["photoz_two_mode"]
+    lines += ["", "## Two-mode photo-z", "",
+              f"{pz['n_screened']} mocks with redshift free (uniform prior), bands "
+              f"{', '.join(pz['bands'])}; reference: {pz['reference']}. Cases where the "
+              "reference p(z) has two modes each holding ≥ 10 % (split at the emptiest bin "
+              "between the two highest peaks):", "",
+              "| galaxy | z true | split | low-z mass: reference | ensemble | dynesty |",
+              "|---|---|---|---|---|---|"]
+    for c in pz["cases"]:
+        m = c["low_mode_mass"]
+        lines.append(f"| {c['galaxy']} | {c['z_true']:.2f} | {c['z_split']:.2f} | "
+                     f"{m['reference']:.3f} | {m['ensemble']:.3f} | {m['dynesty']:.3f} |")
+    if pz["cases"]:
+        worst = {t: max(c["abs_error"][t] for c in pz["cases"]) for t in ("ensemble", "dynesty")}
+        lines += ["", f"Largest mode-mass error: ensemble {worst['ensemble']:.3f}, dynesty "
+                  f"{worst['dynesty']:.3f} (target ≤ 0.1). Plots: `photoz.png`."]
+    return "\n".join(lines) + "\n"
 
 
 def plots(summary, pz, cases, iz, out):

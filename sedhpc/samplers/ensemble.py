@@ -56,7 +56,8 @@ class EnsembleSampler:
     W of ``init_draws`` (all slots being filled evaluated in one call) start the walkers.
 
     ``de_fraction``: probability per galaxy and half-step of a differential-evolution move
-    (γ = 2.38/√(2d), or 1 with probability 0.1 for jumps between modes) instead of a stretch
+    (γ = ``de_gamma``, default 2.38/√(2d), or 1 with probability ``de_jump`` for jumps between
+    modes) instead of a stretch
     move (scale ``stretch_a``). ``store_every``: keep every k-th step of the chains (memory
     max_steps/k × slots × W × d × 4 bytes); τ is reported in steps either way."""
 
@@ -65,7 +66,8 @@ class EnsembleSampler:
                  init_draws: int = 512, check_every: int = 50, min_steps: int = 200,
                  max_steps: int = 5000, tau_factor: float = 10.0, rhat_max: float = 1.1,
                  nsamples: int = 256, ess_min: float | None = None, store_every: int = 1,
-                 stuck_gap: float | None = None, xp=None):
+                 stuck_gap: float | None = None, de_gamma: float | None = None,
+                 de_jump: float = 0.1, xp=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)
         w = nwalkers or max(16, 2 * self.d + 2)
         self.W = w + (w % 2)
@@ -73,6 +75,8 @@ class EnsembleSampler:
         if not 0 <= de_fraction <= 1:
             raise ValueError(f"de_fraction must be in [0, 1]; got {de_fraction}")
         self.de_fraction, self.a = de_fraction, stretch_a
+        self.de_gamma = 2.38 / np.sqrt(2 * self.d) if de_gamma is None else float(de_gamma)
+        self.de_jump = float(de_jump)
         self.init_draws = max(int(init_draws), self.W)
         self.check_every, self.min_steps, self.max_steps = check_every, min_steps, max_steps
         if check_every % store_every or max_steps % store_every:
@@ -201,7 +205,7 @@ class EnsembleSampler:
         # differential evolution: y = x + γ(1 + ε)(x_i − x_j), i ≠ j from the other half
         ii = xp.minimum((i1 * h).astype(np.int64), h - 1)
         jj = (ii + 1 + xp.minimum((i2 * (h - 1)).astype(np.int64), h - 2)) % h
-        gamma = xp.where(u[:, 1] < 0.1, 1.0, 2.38 / np.sqrt(2 * d))
+        gamma = xp.where(u[:, 1] < self.de_jump, 1.0, self.de_gamma)
         g = gamma[:, None] * (1.0 + 0.1 * (r1 - 0.5))
         yd = xm + g[:, :, None] * (xo[ar, ii] - xo[ar, jj])
         y = xp.where(de[:, None, None], yd, ys)
