@@ -2,15 +2,18 @@
 # Rebuild the bundled default emulator, sedhpc/emulator/data/default.h5, with sedhpc's own
 # commands (run from the repository root). Every step resumes after an interruption.
 # Cost here (2 cores): training set 300k draws ≈ 29 min per core-set (1 rank), test set 20k
-# draws ≈ 2 min, training ≈ 15–20 min per window on one CPU thread.
+# draws ≈ 2 min, training ≈ 15–40 min per window on one CPU thread (the lowest ≈ 65 min).
 set -euo pipefail
 RANKS=${RANKS:-1}
 run() { if [ "$RANKS" -gt 1 ]; then mpiexec -n "$RANKS" python -m sedhpc "$@"; else sedhpc "$@"; fi; }
 run generate --config tools/default_emulator/generate.toml --no-progress
 run generate --config tools/default_emulator/testset.toml --no-progress
-for w in 0.001,2.25 1.75,4.25 3.75,6; do
-    sedhpc train trainset_default --windows "$w" --width 256 --depth 5 --patience 40 \
-        --max-epochs 400 --seed 0 --out "emu_${w/,/_}.h5"
+# lowest window: log10(zred) input (the default), long first step
+sedhpc train trainset_default --windows 0.001,2.25 --width 256 --depth 5 --patience 60 \
+    --max-epochs 2000 --threads 1 --seed 0 --out emu_0.001_2.25.h5
+for w in 1.75,4.25 3.75,6; do
+    sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows "$w" \
+        --width 256 --depth 5 --patience 40 --max-epochs 400 --seed 0 --out "emu_${w/,/_}.h5"
 done
 sedhpc stitch emu_0.001_2.25.h5 emu_1.75_4.25.h5 emu_3.75_6.h5 \
     --out sedhpc/emulator/data/default.h5
