@@ -109,6 +109,7 @@ def main(argv=None):
     ap.add_argument("--nphotoz", type=int, default=40, help="photo-z mocks screened for two modes")
     ap.add_argument("--emulator", default=None)
     ap.add_argument("--nlive", type=int, default=400)
+    ap.add_argument("--walks", type=int, default=None, help="dynesty rwalk steps (default ndim+20)")
     ap.add_argument("--out", default="docs/inference")
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -123,7 +124,8 @@ def main(argv=None):
                "noise": "sigma^2 = (0.05 x)^2 + (5-sigma depth 26 mag / 5)^2",
                "provenance": provenance.provenance("inference-validation", 1, vars(a))}
     fits = {}
-    for sampler, opts in (("ensemble", {}), ("dynesty", {"nlive": a.nlive})):
+    dyn = {"nlive": a.nlive, **({"walks": a.walks} if a.walks else {})}
+    for sampler, opts in (("ensemble", {}), ("dynesty", dyn)):
         res, cpu = run_fits(f"sbc_{sampler}", out, model, emu, flux, err, z, sampler, opts)
         fits[sampler] = res
         summary[sampler] = {
@@ -151,7 +153,7 @@ def main(argv=None):
     pz = {}
     for tag, sampler, opts in (("reference", "dynesty", {"nlive": 2000}),
                                ("ensemble", "ensemble", {}),
-                               ("dynesty", "dynesty", {"nlive": a.nlive})):
+                               ("dynesty", "dynesty", dyn)):
         pz[tag], cpu = run_fits(f"pz_{tag}", out, pzmodel, emu6, zflux, zerr, None, sampler,
                                 opts)
     iz = pzmodel.index("zred")

@@ -89,19 +89,19 @@ class NestedResult:
 
 
 def _run_one(g, loglike, ndim, seed, nlive, dynamic, dlogz, sample, maxcall, nsamples,
-             maxbatch):
+             maxbatch, walks):
     import dynesty
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(g),)))
     ident = _identity
     if dynamic:
         s = dynesty.DynamicNestedSampler(loglike, ident, ndim, bound="multi", sample=sample,
-                                         rstate=rng)
+                                         walks=walks, rstate=rng)
         s.run_nested(nlive_init=nlive, dlogz_init=dlogz, maxcall=maxcall,
                      maxbatch=maxbatch, wt_kwargs={"pfrac": 1.0}, print_progress=False)
     else:
         s = dynesty.NestedSampler(loglike, ident, ndim, nlive=nlive, bound="multi",
-                                  sample=sample, rstate=rng)
+                                  sample=sample, walks=walks, rstate=rng)
         s.run_nested(dlogz=dlogz, maxcall=maxcall, print_progress=False)
     r = s.results
     w = r.importance_weights()
@@ -120,14 +120,15 @@ def _identity(u):
 def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 400,
                dynamic: bool = False, dlogz: float = 0.1, sample: str = "rwalk",
                maxcall: int | None = None, nsamples: int = 256, nconcurrent: int = 64,
-               maxbatch: int | None = None,
+               maxbatch: int | None = None, walks: int | None = None,
                batched: bool = True, callback=None,
                stats: dict | None = None) -> dict[int, NestedResult]:
     """Run dynesty (static, or dynamic with ``dynamic=True``) on every galaxy id in
     ``galaxies``. ``batch_loglike(U (n, ndim) unit cube, galaxy (n,)) → log L (n,)``.
     ``nlive`` live points (the initial run's, when dynamic; ``maxbatch`` caps the dynamic
     batches, which otherwise go on to dynesty's default stopping rule, posterior-weighted);
-    ``dlogz`` the stopping tolerance; ``maxcall`` a cap on likelihood calls per galaxy (hit
+    ``dlogz`` the stopping tolerance; ``walks`` the random-walk length of ``sample='rwalk'``
+    (dynesty's default: ndim + 20); ``maxcall`` a cap on likelihood calls per galaxy (hit
     → ``converged`` False).
 
     With ``batched`` (default), up to ``nconcurrent`` galaxies run at once in threads and their
@@ -139,7 +140,7 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
     todo = deque(int(g) for g in galaxies)
     results: dict[int, NestedResult] = {}
     opts = dict(ndim=ndim, seed=seed, nlive=nlive, dynamic=dynamic, dlogz=dlogz, sample=sample,
-                maxcall=maxcall, nsamples=nsamples, maxbatch=maxbatch)
+                maxcall=maxcall, nsamples=nsamples, maxbatch=maxbatch, walks=walks)
     lock = threading.Lock()
 
     def finish(res):
