@@ -6,7 +6,9 @@ ter Braak 2006, for multimodal posteriors) and evaluates all of them in **one** 
 ``log_prob``. A galaxy leaves its slot when it has converged or hit ``max_steps`` (then it is
 flagged not converged), and the next pending galaxy takes the slot, so the batch stays full.
 
-Convergence (checked every ``check_every`` steps after ``min_steps``), on the second half of
+Convergence (checked after ``min_steps``, then every ``check_every`` steps or every
+``check_growth`` × the chain length if that is longer — a check costs FFTs over the whole
+chain, so checks thin out as chains grow), on the second half of
 the chain (the first half is burn-in): its length exceeds ``tau_factor`` × the largest
 integrated autocorrelation time τ, the effective sample size W·T/τ reaches ``ess_min``, and
 split R-hat over walkers is below ``rhat_max`` for every parameter.
@@ -67,7 +69,7 @@ class EnsembleSampler:
                  max_steps: int = 5000, tau_factor: float = 10.0, rhat_max: float = 1.1,
                  nsamples: int = 256, ess_min: float | None = None, store_every: int = 1,
                  stuck_gap: float | None = None, de_gamma: float | None = None,
-                 de_jump: float = 0.1, xp=None):
+                 de_jump: float = 0.1, check_growth: float = 0.1, xp=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)
         w = nwalkers or max(16, 2 * self.d + 2)
         self.W = w + (w % 2)
@@ -79,6 +81,7 @@ class EnsembleSampler:
         self.de_jump = float(de_jump)
         self.init_draws = max(int(init_draws), self.W)
         self.check_every, self.min_steps, self.max_steps = check_every, min_steps, max_steps
+        self.check_growth = float(check_growth)
         if check_every % store_every or max_steps % store_every:
             raise ValueError("check_every and max_steps must be multiples of store_every")
         self.store_every = int(store_every)
@@ -110,6 +113,7 @@ class EnsembleSampler:
         lp = xp.full((S, W), -np.inf)
         steps = np.zeros(S, int)
         start = np.zeros(S, int)  # step where the current burn-in began
+        next_check = np.zeros(S, int)
         resets = np.zeros(S, int)
         accepted = np.zeros(S)
         calls = np.zeros(S, int)
@@ -124,7 +128,7 @@ class EnsembleSampler:
             free = np.flatnonzero(gal < 0)
             if pending and free.size:
                 self._fill(free, pending, gal, x, lp, steps, accepted, calls, rngs)
-                start[free], resets[free] = 0, 0
+                start[free], resets[free], next_check[free] = 0, 0, 0
             act = np.flatnonzero(gal >= 0)
             for s in act[steps[act] % K == 0]:
                 ubuf[s] = xp.asarray(rngs[s].random((K, 2, self._ncol)))
@@ -156,7 +160,10 @@ class EnsembleSampler:
                 if n < self.max_steps and self._unstick(s, x, lp, lpchain, n, rngs[s]):
                     start[s], resets[s] = n, resets[s] + 1  # burn-in begins again
                     continue
-                if n >= self.max_steps or n - start[s] >= self.min_steps:
+                if n >= self.max_steps or (n - start[s] >= self.min_steps
+                                           and n >= next_check[s]):
+                    grow = int(np.ceil(self.check_growth * n / K)) * K
+                    next_check[s] = n + max(K, grow)
                     a, m = start[s] // self.store_every, n // self.store_every
                     res = self._maybe_finish(gal[s], _host(chain[a:m, s]),
                                              _host(lpchain[a:m, s]), n, calls[s], accepted[s],
