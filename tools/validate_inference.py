@@ -108,6 +108,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=200, help="SBC mocks")
     ap.add_argument("--nphotoz", type=int, default=40, help="photo-z mocks screened for two modes")
     ap.add_argument("--emulator", default=None)
+    ap.add_argument("--no-photoz", action="store_true", help="skip the photo-z stage")
     ap.add_argument("--nlive", type=int, default=400)
     ap.add_argument("--walks", type=int, default=None, help="dynesty rwalk steps (default ndim+20)")
     ap.add_argument("--out", default="docs/inference")
@@ -141,6 +142,9 @@ def main(argv=None):
     print({k: (v["median_D"], v["catastrophic"]) for k, v in summary["discrepancy"].items()},
           file=sys.stderr)
 
+    if a.no_photoz:
+        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+        return
     # two-mode photo-z: screen mocks (LSST ugrizy only, redshift free), keep those whose
     # long reference dynesty run has two modes each holding ≥ 10 % of the mass
     pz_bands = BANDS[:6]
