@@ -33,6 +33,21 @@ def emu_file(nets):
     return io.EmulatorFile(nets, NAMES, BANDS, {"model": "embedded"})
 
 
+def mock_emulator(seed=21, width=32, xp="numpy"):
+    """A random emulator with zero test-set residuals (no emulator-error term), for fits."""
+    net = random_net(np.random.default_rng(seed), width)
+    net.residuals = np.zeros((len(BANDS) + 1, 11))
+    net.residual_cov = np.eye(len(BANDS) + 1)
+    return Emulator(emu_file([net]), xp=xp)
+
+
+def mock_photometry(emu, truth, rng, frac=0.05):
+    """Emulator fluxes of ``truth`` plus Gaussian noise of ``frac`` × flux: (flux, err)."""
+    x = np.asarray(emu.predict(truth).maggies, float)
+    err = frac * np.abs(x)
+    return x + err * rng.standard_normal(x.shape), err
+
+
 def draws(n, seed=0, zrange=(0.001, 3.0)):
     model = get_model("embedded")
     return model.training_distribution(zrange=zrange).sample(np.random.default_rng(seed), n)

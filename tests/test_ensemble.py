@@ -99,21 +99,15 @@ def test_no_finite_start_is_an_error():
 
 def test_fit_recovers_mock_from_the_emulator_itself():
     """Mocks made with the emulator plus noise: the truth sits inside the posterior."""
-    from sedhpc.emulator import Emulator
     from sedhpc.model import get_model
     from sedhpc.samplers import fit_ensemble
-    from test_emulator import emu_file, random_net
+    from test_emulator import mock_emulator, mock_photometry
 
-    net = random_net(np.random.default_rng(21), 32)
-    net.residuals = np.zeros((10, 11))
-    net.residual_cov = np.eye(10)
-    emu = Emulator(emu_file([net]), xp="numpy")
+    emu = mock_emulator()
     model = get_model("embedded")
     rng = np.random.default_rng(4)
     truth = model.sample(rng, 3, np.full((3, 1), 1.0))
-    x = np.asarray(emu.predict(truth).maggies, float)
-    err = 0.05 * np.abs(x)
-    flux = x + err * rng.standard_normal(x.shape)
+    flux, err = mock_photometry(emu, truth, rng)
     res = fit_ensemble(model, emu, flux, err, zred=np.full(3, 1.0), floor=0.0, seed=3,
                        nslots=3, max_steps=3000)
     k = model.index("logmass")

@@ -219,17 +219,12 @@ def test_pz_summary():
 
 # -- both samplers on one emulator mock, through the library call --------------------------------
 def test_fit_batch_both_samplers_agree_on_a_mock():
-    from test_emulator import emu_file, random_net
-    net = random_net(np.random.default_rng(21), 32)
-    net.residuals = np.zeros((10, 11))
-    net.residual_cov = np.eye(10)
-    emu = Emulator(emu_file([net]), xp="numpy")
+    from test_emulator import mock_emulator, mock_photometry
+    emu = mock_emulator()
     model = get_model("embedded")
     rng = np.random.default_rng(4)
     truth = model.sample(rng, 2, np.full((2, 1), 1.0))
-    x = np.asarray(emu.predict(truth).maggies, float)
-    err = 0.05 * np.abs(x)
-    flux = x + err * rng.standard_normal(x.shape)
+    flux, err = mock_photometry(emu, truth, rng)
     mask = np.ones_like(flux, bool)
     mask[1, 0] = False
     err[0, 1] = -1.0  # a bad error: that band is dropped and the galaxy flagged
@@ -254,21 +249,15 @@ def test_ensemble_on_gpu_matches_cpu():
     from sedhpc.emulator import gpu_available
     if not gpu_available():
         pytest.skip("no usable GPU (CuPy absent or no device)")
-    from test_emulator import emu_file, random_net
-    net = random_net(np.random.default_rng(21), 32)
-    net.residuals = np.zeros((10, 11))
-    net.residual_cov = np.eye(10)
+    from test_emulator import mock_emulator, mock_photometry
     model = get_model("embedded")
     rng = np.random.default_rng(4)
     truth = model.sample(rng, 4, np.full((4, 1), 1.0))
-    cpu = Emulator(emu_file([net]), xp="numpy")
-    x = np.asarray(cpu.predict(truth).maggies, float)
-    err = 0.05 * np.abs(x)
-    flux = x + err * rng.standard_normal(x.shape)
+    flux, err = mock_photometry(mock_emulator(), truth, rng)
     k = model.index("logmass")
     med = {}
     for xp in ("numpy", "cupy"):
-        emu = Emulator(emu_file([net]), xp=xp)
+        emu = mock_emulator(xp=xp)
         res = fit_batch(model, emu, flux, err, zred=np.ones(4), floor=0.0, seed=3,
                         nsamples=1000)
         med[xp] = np.array([np.percentile(r.samples[:, k], [16, 50, 84]) for r in res])
@@ -283,19 +272,14 @@ def test_simulation_based_calibration(sampler, opts):
     """200 prior mocks through a small random emulator: the truth falls inside the 68 % / 95 %
     intervals of logmass, logzsol and dust2 68 ± 5 % / 95 ± 3 % of the time (fixed seeds; the
     full-size run on the bundled emulator is tools/validate_inference.py)."""
-    from test_emulator import emu_file, random_net
-    net = random_net(np.random.default_rng(8), 32)
-    net.residuals = np.zeros((10, 11))
-    net.residual_cov = np.eye(10)
-    emu = Emulator(emu_file([net]), xp="numpy")
+    from test_emulator import mock_emulator, mock_photometry
+    emu = mock_emulator(seed=8)
     model = get_model("embedded")
     rng = np.random.default_rng(9)
     n = 200
     z = rng.uniform(0.05, 2.5, n)
     truth = model.sample(rng, n, z[:, None])
-    x = np.asarray(emu.predict(truth).maggies, float)
-    err = 0.05 * np.abs(x)
-    flux = x + err * rng.standard_normal(x.shape)
+    flux, err = mock_photometry(emu, truth, rng)
     res = fit_batch(model, emu, flux, err, zred=z, floor=0.0, sigma_emu=0.0, sampler=sampler,
                     seed=2, **opts)
     for name in ("logmass", "logzsol", "dust2"):

@@ -14,21 +14,16 @@ docs/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-THREADS = "1"
-if "--threads" in sys.argv:
-    THREADS = sys.argv[sys.argv.index("--threads") + 1]
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = THREADS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import pin_threads, write_section  # noqa: E402
+
+pin_threads()
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
 
 from sedhpc.emulator import Emulator  # noqa: E402
 from sedhpc.model import get_model  # noqa: E402

@@ -15,6 +15,16 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
 
 
+def pin_threads(default: str = "1") -> str:
+    """Set the BLAS/OpenMP thread count from ``--threads N`` on the command line (else
+    ``default``); call before numpy is imported. Returns the count."""
+    import sys
+    n = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else default
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = n
+    return n
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
