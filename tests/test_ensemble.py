@@ -91,10 +91,18 @@ def test_diagnostics_on_known_chains():
     assert split_rhat(x)[0, 0] > 1.5
 
 
-def test_no_finite_start_is_an_error():
-    s = EnsembleSampler(lambda x, g: np.full(len(x), -np.inf), box_init, D, nslots=1)
-    with pytest.raises(ValueError, match="finite log-probability"):
-        s.run([0])
+def test_no_finite_start_is_reported_and_the_rest_go_on():
+    mu, scale = np.zeros((3, D)), np.ones((3, D))
+    good = gauss_logp(mu, scale)
+
+    def logp(x, g):  # galaxy 1 has no finite log-probability anywhere
+        return np.where(g == 1, -np.inf, good(x, g))
+    s = EnsembleSampler(logp, box_init, D, nslots=1, max_steps=400)
+    done = []
+    res = s.run(iter([0, 1, 2]), callback=lambda r: done.append(r.galaxy))
+    assert sorted(done) == [0, 1, 2] and sorted(res) == [0, 1, 2]
+    assert "finite log-probability" in res[1].error and len(res[1].samples) == 0
+    assert res[0].error is None and len(res[2].samples) == s.nsamples
 
 
 def test_fit_recovers_mock_from_the_emulator_itself():

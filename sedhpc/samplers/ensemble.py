@@ -13,8 +13,11 @@ the chain (the first half is burn-in): its length exceeds ``tau_factor`` × the 
 integrated autocorrelation time τ, the effective sample size W·T/τ reaches ``ess_min``, and
 split R-hat over walkers is below ``rhat_max`` for every parameter.
 
+Galaxies are taken from the ``galaxies`` iterable only when a slot frees up, so a caller can
+feed it lazily (the catalog engine claims work from other ranks that way).
+
 Randomness: every galaxy draws from its own generator (``SeedSequence(seed,
-spawn_key=(galaxy,))``) in blocks of ``check_every`` steps, so its chain does not depend on
+spawn_key=(key,))``, key = ``keys(galaxy)``, by default the galaxy id itself) in blocks of ``check_every`` steps, so its chain does not depend on
 which galaxies share the batch, and all per-step arithmetic is vectorised over slots.
 The state lives in the array module ``xp`` (numpy or CuPy; ``log_prob`` then receives and
 returns that module's arrays); convergence checks run on the host.
@@ -46,10 +49,35 @@ class EnsembleResult:
     acceptance: float
     converged: bool
     resets: int = 0  # times stuck walkers were moved (burn-in restarted)
+    error: str | None = None  # set when the galaxy could not be sampled (samples empty)
 
 
 def _host(a):
     return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+class _Lazy:
+    """An iterable read on demand: ``take(n)`` → up to n items; truthy while items may remain."""
+
+    def __init__(self, items):
+        self.it, self.buf = iter(items), deque()
+
+    def take(self, n: int) -> list:
+        out = [self.buf.popleft() for _ in range(min(n, len(self.buf)))]
+        while len(out) < n:
+            try:
+                out.append(int(next(self.it)))
+            except StopIteration:
+                break
+        return out
+
+    def __bool__(self) -> bool:
+        if not self.buf:
+            try:
+                self.buf.append(int(next(self.it)))
+            except StopIteration:
+                return False
+        return True
 
 
 class EnsembleSampler:
@@ -69,7 +97,8 @@ class EnsembleSampler:
                  max_steps: int = 5000, tau_factor: float = 10.0, rhat_max: float = 1.1,
                  nsamples: int = 256, ess_min: float | None = None, store_every: int = 1,
                  stuck_gap: float | None = None, de_gamma: float | None = None,
-                 de_jump: float = 0.1, check_growth: float = 0.1, xp=None):
+                 de_jump: float = 0.1, check_growth: float = 0.1, xp=None, keys=None,
+                 tick=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)
         w = nwalkers or max(16, 2 * self.d + 2)
         self.W = w + (w % 2)
@@ -89,10 +118,13 @@ class EnsembleSampler:
         self.ess_min = nsamples if ess_min is None else ess_min
         self.xp = np if xp is None else xp
         self.stuck_gap = (5.0 * np.sqrt(self.d / 2.0) + 5.0) if stuck_gap is None else stuck_gap
+        self.keys = keys  # galaxy → seed key (e.g. its catalog row); default: the galaxy id
+        self.tick = tick  # called once per step (e.g. to answer other MPI ranks)
         self.ncall = 0
 
     def _rng(self, galaxy: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(int(galaxy),)))
+        key = int(galaxy) if self.keys is None else int(self.keys(galaxy))
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(key,)))
 
     def _eval(self, x, gal):
         xp = self.xp
@@ -100,12 +132,16 @@ class EnsembleSampler:
         lp = xp.asarray(self.log_prob(x, gal), dtype=xp.float64)
         return xp.where(xp.isfinite(lp), lp, -xp.inf)
 
-    def run(self, galaxies, callback=None) -> dict[int, EnsembleResult]:
-        """Sample every galaxy id in ``galaxies``; ``callback(result)`` is called as each one
-        finishes. Returns {galaxy: EnsembleResult}."""
+    def run(self, galaxies, callback=None, keep: bool = True) -> dict[int, EnsembleResult]:
+        """Sample every galaxy id in ``galaxies`` (any iterable, read lazily: the next id is
+        taken when a slot frees up); ``callback(result)`` is called as each one finishes
+        (``result.error`` set, samples empty, when a galaxy has no finite starting point).
+        Returns {galaxy: EnsembleResult} (empty with ``keep=False``: results only go to the
+        callback, for long streams)."""
         xp = self.xp
-        pending = deque(int(g) for g in galaxies)
-        S, W, d = min(self.nslots, len(pending)) or 1, self.W, self.d
+        pending = _Lazy(galaxies)
+        S = self.nslots if not hasattr(galaxies, "__len__") else min(self.nslots, len(galaxies))
+        S, W, d = max(S, 1), self.W, self.d
         h, K = W // 2, self.check_every
         self._ncol = 2 + 4 * h
         gal = np.full(S, -1)
@@ -124,12 +160,24 @@ class EnsembleSampler:
         ubuf = xp.zeros((S, K, 2, self._ncol))
         rngs: list = [None] * S
         results: dict[int, EnsembleResult] = {}
-        while pending or np.any(gal >= 0):
+        keep_results = keep
+
+        def report(res):
+            if keep_results:
+                results[res.galaxy] = res
+            if callback:
+                callback(res)
+
+        while np.any(gal >= 0) or pending:
+            if self.tick:
+                self.tick()
             free = np.flatnonzero(gal < 0)
-            if pending and free.size:
-                self._fill(free, pending, gal, x, lp, steps, accepted, calls, rngs)
+            if free.size and pending:
+                self._fill(free, pending, gal, x, lp, steps, accepted, calls, rngs, report)
                 start[free], resets[free], next_check[free] = 0, 0, 0
             act = np.flatnonzero(gal >= 0)
+            if not act.size:
+                continue
             for s in act[steps[act] % K == 0]:
                 ubuf[s] = xp.asarray(rngs[s].random((K, 2, self._ncol)))
             xa = xp.asarray(act)
@@ -169,17 +217,17 @@ class EnsembleSampler:
                                              _host(lpchain[a:m, s]), n, calls[s], accepted[s],
                                              rngs[s], resets[s])
                     if res is not None:
-                        results[res.galaxy] = res
                         gal[s] = -1
-                        if callback:
-                            callback(res)
+                        report(res)
         return results
 
-    def _fill(self, free, pending, gal, x, lp, steps, accepted, calls, rngs):
+    def _fill(self, free, pending, gal, x, lp, steps, accepted, calls, rngs, report):
         """Load pending galaxies into free slots: best W of ``init_draws`` draws each, all
-        evaluated in one call."""
+        evaluated in one call. A galaxy without a finite draw is reported failed."""
         xp = self.xp
-        load = [(s, pending.popleft()) for s in free[:len(pending)]]
+        load = [(s, g) for s, g in zip(free, pending.take(len(free)))]
+        if not load:
+            return
         cand, owner = [], []
         for s, g in load:
             rngs[s] = self._rng(g)
@@ -190,8 +238,13 @@ class EnsembleSampler:
         for k, (s, g) in enumerate(load):
             lpk = lpc[k * self.init_draws:(k + 1) * self.init_draws]
             if not np.isfinite(lpk).any():
-                raise ValueError(f"galaxy {g}: none of {self.init_draws} starting draws has a "
-                                 "finite log-probability")
+                gal[s] = -1
+                report(EnsembleResult(
+                    int(g), np.zeros((0, self.d)), np.zeros(0), np.full(self.d, np.nan),
+                    np.full(self.d, np.nan), 0.0, 0, self.init_draws, 0.0, False,
+                    error=f"none of {self.init_draws} starting draws has a finite "
+                          "log-probability"))
+                continue
             best = np.argsort(lpk, kind="stable")[::-1][:self.W]
             x[s], lp[s] = xp.asarray(cand[k][best]), xp.asarray(lpk[best])
             gal[s], steps[s], accepted[s], calls[s] = g, 0, 0, self.init_draws

@@ -45,6 +45,7 @@ class FitResult:
     diagnostics: dict = field(default_factory=dict)
     converged: bool = True
     pz: dict | None = None
+    error: str | None = None  # the galaxy could not be fitted (samples empty)
 
 
 def derived_quantities(model: Model, theta: np.ndarray, log_mfrac: np.ndarray) -> dict:
@@ -145,7 +146,8 @@ class Problem:
 
 def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: float = 0.05,
               zeropoints=None, sampler: str = "ensemble", seed: int = 0, nsamples: int = 256,
-              callback=None, sigma_emu=None, **options) -> list:
+              callback=None, sigma_emu=None, galaxies=None, keys=None, tick=None,
+              **options) -> list:
     """Fit G galaxies: ``flux``, ``err`` (G, nbands) maggies in the emulator's bands, in order;
     ``zred`` (G,) when the model holds redshift fixed (ignored when it is free, see
     :func:`photoz_model`); ``mask`` (G, nbands) True where a band is used (non-finite fluxes and
@@ -155,7 +157,13 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
     :class:`EnsembleSampler`) or "dynesty" (options go to :func:`run_nested`: nlive, dynamic,
     dlogz, sample, maxcall, nconcurrent, batched). Galaxy g draws its random numbers from
     ``SeedSequence(seed, spawn_key=(g,))``. Returns a :class:`FitResult` per galaxy, in input
-    order; ``callback(result)`` is called as each one finishes."""
+    order; ``callback(result)`` is called as each one finishes.
+
+    For the catalog engine: ``galaxies`` (an iterable of row indices, read lazily as sampler
+    slots free up; rows must have valid redshifts — the caller screens them) fits only those
+    rows, ``keys(g)`` gives row g's seed key (default g), ``tick()`` is called every sampler
+    step; then results go only to ``callback`` (the returned list is empty). A galaxy that
+    cannot be sampled gives a result with ``error`` set and no samples."""
     obs = Observations.build(flux, err, mask)
     G = obs.ngal
     if model.fixed:
@@ -169,17 +177,23 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
         zp = model.params[model.index("zred")].prior
         bad = ~np.isfinite(fixed[:, 0]) | (fixed[:, 0] < max(zp.lo, emulator.zrange[0])) | (
             fixed[:, 0] > min(zp.hi, emulator.zrange[1]))
-        if bad.any():
+        if galaxies is not None:  # screened by the caller; keep the prior transform finite
+            fixed[bad, 0] = 0.5 * (max(zp.lo, emulator.zrange[0]) + min(zp.hi,
+                                                                          emulator.zrange[1]))
+        elif bad.any():
             raise ValueError(f"zred of galaxy {int(np.flatnonzero(bad)[0])} "
                              f"({fixed[bad][0, 0]}) is outside the emulator's range "
                              f"{emulator.zrange}")
     else:
         fixed = np.zeros((G, 0))
     prob = Problem(model, emulator, obs, fixed, floor, zeropoints, sigma_emu)
-    out: list = [None] * G
+    keep = galaxies is None
+    out: list = [None] * G if keep else []
+    stream = dict(keys=keys, tick=tick, keep=False)
 
     def done(r):
-        out[r.galaxy] = r
+        if keep:
+            out[r.galaxy] = r
         if callback:
             callback(r)
 
@@ -194,9 +208,13 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
             options.setdefault("store_every", 5)
 
         s = EnsembleSampler(prob.logpost_probit, init, prob.nfree, seed=seed, nsamples=nsamples,
-                            xp=xp, **options)
+                            xp=xp, keys=keys, tick=tick, **options)
 
         def finish(r):
+            if r.error:
+                return done(FitResult(r.galaxy, np.zeros((0, len(model.names))), np.zeros(0), {},
+                                      np.nan, {"sampler": "ensemble", "ncall": r.ncall},
+                                      False, None, r.error))
             u = special.ndtr(r.samples)
             theta = prob.theta_from_unit(u, np.full(len(u), r.galaxy))
             ll = r.log_prob + 0.5 * np.sum(r.samples ** 2, axis=1) + prob.nfree * LOG_SQRT2PI
@@ -204,15 +222,15 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
                 "sampler": "ensemble", "tau": r.tau, "rhat": r.rhat, "ess": r.ess,
                 "nsteps": r.nsteps, "ncall": r.ncall, "acceptance": r.acceptance,
                 "resets": r.resets}, r.converged))
-        s.run(range(G), callback=finish)
+        s.run(range(G) if keep else galaxies, callback=finish, keep=False)
     elif sampler == "dynesty":
         def finish(r):
             theta = prob.theta_from_unit(r.samples, np.full(len(r.samples), r.galaxy))
             done(prob.finish(r.galaxy, theta, r.log_like, {
                 "sampler": "dynesty", "logz": r.logz, "logzerr": r.logzerr, "ncall": r.ncall,
                 "niter": r.niter, "ess": r.ess}, r.converged))
-        run_nested(prob.loglike_unit, prob.nfree, range(G), seed=seed, nsamples=nsamples,
-                   callback=finish, **options)
+        run_nested(prob.loglike_unit, prob.nfree, range(G) if keep else galaxies, seed=seed,
+                   nsamples=nsamples, callback=finish, **stream, **options)
     else:
         raise ValueError(f"unknown sampler {sampler!r}: use 'ensemble' or 'dynesty'")
     return out
