@@ -53,12 +53,15 @@ class WorkQueue:
         totals = q.finish()             # rank 0: summed reports of all ranks
     """
 
-    def __init__(self, comm, tasks=(), on_report=None):
+    def __init__(self, comm, tasks=(), on_report=None, grain: tuple[int, int] | None = None):
         self.comm = comm
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
         self.tasks = deque(tasks) if self.rank == 0 else deque()
         self.on_report = on_report  # rank 0: callback(rank, report dict)
+        # guided claims: (most, f) → each hand-out is a list of ⌈remaining / (f · ranks)⌉
+        # tasks, at least 1 and at most ``most``; None → one task at a time
+        self.grain = grain
         self.stopped = set()  # ranks told to stop
         self.totals: dict = {}
         self.last_seen = {r: time.monotonic() for r in range(self.size)}
@@ -83,7 +86,7 @@ class WorkQueue:
             src = status.Get_source()
             report = self.comm.recv(source=src, tag=TAG_REQUEST)
             self._account(src, report)
-            task = self.tasks.popleft() if self.tasks else None
+            task = self._take()
             if task is None:
                 self.stopped.add(src)
             self.comm.send(task, dest=src, tag=TAG_TASK)
@@ -96,9 +99,18 @@ class WorkQueue:
         if self.rank == 0:
             self._account(0, report)
             self.serve()
-            return self.tasks.popleft() if self.tasks else None
+            return self._take()
         self.comm.send(report, dest=0, tag=TAG_REQUEST)
         return self.comm.recv(source=0, tag=TAG_TASK)
+
+    def _take(self):
+        if not self.tasks:
+            return None
+        if self.grain is None:
+            return self.tasks.popleft()
+        most, f = self.grain
+        k = max(1, min(most, -(-len(self.tasks) // (f * self.size))))
+        return [self.tasks.popleft() for _ in range(k)]
 
     def finish(self, silent_s: float = 3600.0, poll_s: float = 0.01) -> dict:
         """Rank 0: keep answering until every other rank was told to stop; all ranks then meet
