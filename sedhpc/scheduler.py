@@ -234,6 +234,7 @@ class _Chunks:
         self.open: dict[int, dict] = {}  # chunk → {row: result or None}
         self.started: dict[int, float] = {}
         self.done = self.failed = 0
+        self.store_s = 0.0  # wall seconds spent writing chunks (incl. flush + fsync)
 
     def rows(self, c: int) -> range:
         return range(c * self.cfg.chunk, min((c + 1) * self.cfg.chunk, len(self.cat.ids)))
@@ -265,6 +266,8 @@ class _Chunks:
             out[k] = np.full(n, np.nan) if store.SCALARS[k][0] == "f" else np.zeros(n)
         out["flags"] = self.cat.flags[out["row"]].astype(np.int64)
         out["nbands"] = self.cat.mask[out["row"]].sum(axis=1)
+        if self.cat.zred is not None:
+            out["zred"] = self.cat.zred[out["row"]]
         for k, (r, e) in enumerate(entries.items()):
             if e.get("skipped"):
                 self.failed += 1
@@ -286,9 +289,11 @@ class _Chunks:
             if not res.converged:
                 out["flags"][k] |= Flags.NOT_CONVERGED
             self.done += 1
+        t0 = time.perf_counter()
         if self.writer is None:
             self.writer = self.make_writer()
         self.writer.append(c, out)
+        self.store_s += time.perf_counter() - t0
         self.log.info(f"chunk {c}: rows {min(entries)}-{max(entries)} written")
 
 
@@ -380,11 +385,14 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
             bar.close()
     if chunks.open:
         raise RuntimeError(f"rank {rank}: chunks {sorted(chunks.open)} left unfinished")
-    log.info(f"rank {rank} finished: {chunks.done} fitted, {chunks.failed} not fitted")
-    counts = np.array([chunks.done, chunks.failed])
+    busy = time.perf_counter() - t0
+    log.info(f"rank {rank} finished: {chunks.done} fitted, {chunks.failed} not fitted in "
+             f"{busy:.1f} s, {chunks.store_s:.2f} s of it writing the store")
+    counts = np.array([chunks.done, chunks.failed, chunks.store_s, busy])
     if comm is not None:
         counts = comm.reduce(counts, root=0)
     if rank != 0:
         return {}
-    return {"done": int(counts[0]), "failed": int(counts[1]), "ranks": size,
+    return {"done": int(counts[0]), "failed": int(counts[1]), "store_s": float(counts[2]),
+            "busy_s": float(counts[3]), "ranks": size,
             "chunks": len(todo), "wall_s": time.perf_counter() - t0, "out": str(directory)}

@@ -13,7 +13,7 @@ N equal-weight posterior samples of P quantities (the free parameters, then log1
 mass, log10 SFR over 100 Myr, mass-weighted age in Gyr), quantised per galaxy and quantity
 affinely between the sample minimum ``qlo`` and maximum (step ``qstep``), stored with shuffle +
 gzip — ``percentiles`` (P, 5) at 2.5/16/50/84/97.5 % of the unquantised samples, ``logz``,
-``logzerr`` (dynesty), ``ess``, ``ncall``, ``chi2`` (best sample), ``nbands``, ``runtime`` (s).
+``logzerr`` (dynesty), ``zred`` (the catalog's redshift, NaN if none), ``ess``, ``ncall``, ``chi2`` (best sample), ``nbands``, ``runtime`` (s).
 After a chunk's rows are written and flushed, its record ``(chunk, rows, first row, crc32)`` is
 appended to ``chunks`` and the file fsync'ed: a chunk is done exactly when its record is
 readable and its checksum matches; rows of a chunk without a valid record are ignored and the
@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 PERCENTILES = (2.5, 16.0, 50.0, 84.0, 97.5)
 QMAX = 65535
 DERIVED = ("logmstar", "log_sfr100", "mwa_gyr")
-SCALARS = {"flags": "u4", "logz": "f8", "logzerr": "f8", "ess": "f4", "ncall": "i8",
+SCALARS = {"flags": "u4", "zred": "f8", "logz": "f8", "logzerr": "f8", "ess": "f4", "ncall": "i8",
            "chi2": "f4", "nbands": "i2", "runtime": "f4"}
 
 

@@ -231,3 +231,30 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
         chk = sedhpc("check", out)
         assert chk.returncode == 0, chk.stdout
         assert_same(setup["ref"], out)
+
+
+def test_file_level_problem_stops_before_any_work(setup, tmp_path):
+    out = tmp_path / "bad"
+    res = sedhpc("fit", setup["cat"], "--config", setup["cfg"], "--out", out, "--units", "ABmag")
+    assert res.returncode == 2 and "ABmag" in res.stderr
+    assert not (out / "shards").exists()
+    cut = tmp_path / "cut.fits"
+    Table.read(setup["cat"]).write(cut)
+    cut.write_bytes(cut.read_bytes()[:4000])
+    res = sedhpc("fit", cut, "--config", setup["cfg"], "--out", out)
+    assert res.returncode == 2 and "complete" in res.stderr, res.stderr
+
+
+def test_job_templates_and_example_config_are_valid():
+    from sedhpc import config
+    from sedhpc.scheduler import FitConfig
+
+    root = Path(__file__).resolve().parents[1]
+    for script in sorted((root / "jobs").glob("fit*")) + [root / "jobs" / "merge.slurm"]:
+        if script.suffix in (".slurm", ".sh"):
+            assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+    cfg = config.load(FitConfig, "fit", root / "jobs" / "fit.toml", env={})
+    assert cfg.spec.units == "nJy" and len(cfg.spec.bands) == 6
+    ex = config.load(FitConfig, "fit", root / "sedhpc" / "data" / "dc2_example.toml",
+                     {"catalog": "x", "out": "y"}, env={})
+    assert ex.spec.units == "ABmag"

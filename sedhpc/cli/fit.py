@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("catalog", nargs="?", help="catalog file (FITS, HDF5, Parquet, CSV/ECSV, "
                                                "ASCII)")
     p.add_argument("--out", help="output directory")
+    p.add_argument("--example", action="store_true",
+                   help="fit the bundled example catalog (200 cosmoDC2 galaxies, LSST ugrizy, "
+                        "true redshifts) with its column map")
     p.add_argument("--config", help="TOML file with a [fit] table")
     p.add_argument("--emulator", help="emulator file (default: the bundled one)")
     p.add_argument("--sampler", choices=["ensemble", "dynesty"])
@@ -56,6 +59,7 @@ def register(sub) -> None:
     p.add_argument("dir")
     p.add_argument("--out", required=True, help="summary table (.fits, .parquet, .h5, .ecsv)")
     p.add_argument("--posteriors", help="also write all posterior samples to this HDF5 file")
+    p.add_argument("--plot", help="also draw an overview PNG (stellar mass, SFR, widths, χ²)")
     p.add_argument("--partial", action="store_true", help="merge even if galaxies are pending")
     p.set_defaults(func=_cmd_merge)
 
@@ -76,6 +80,12 @@ def _cmd_fit(args) -> int:
     from ..scheduler import FitConfig, fit
 
     columns, options = {}, {}
+    if args.example:
+        data = Path(__file__).resolve().parents[1] / "data"
+        if args.catalog:
+            raise ValueError("give either CATALOG or --example")
+        args.catalog = str(data / "dc2_example.ecsv")
+        args.config = args.config or str(data / "dc2_example.toml")
     if args.config:  # sub-tables merge with the CLI's column map and options
         with open(args.config, "rb") as f:
             table = tomllib.load(f).get("fit", {})
@@ -103,8 +113,11 @@ def _cmd_fit(args) -> int:
     s = fit(cfg)
     if s:
         print(f"{s['out']}: {s['done']} galaxies fitted, {s['failed']} not fitted (flagged) "
-              f"in {s['wall_s']:.1f} s on {s['ranks']} rank(s). Next: `sedhpc status "
-              f"{s['out']}`, `sedhpc merge {s['out']} --out summary.fits`.")
+              f"in {s['wall_s']:.1f} s on {s['ranks']} rank(s). Results: {s['out']}/shards "
+              f"(one HDF5 file per rank). Read them with `sedhpc merge {s['out']} --out "
+              f"{s['out']}/summary.fits --plot {s['out']}/summary.png` (a table of "
+              "percentiles per galaxy and quantity, plus an overview plot), or in Python "
+              f"with sedhpc.store.read('{s['out']}', samples=True).")
     return 0
 
 
@@ -233,5 +246,46 @@ def _cmd_merge(args) -> int:
             f.attrs["quantities"] = json.dumps(data["quantities"])
             f.attrs["note"] = "samples = qlo[:, None, :] + samples * qstep[:, None, :]"
         print(f"{args.posteriors}: posterior samples of {len(code)} galaxies")
+    if args.plot:
+        overview_plot(t, args.plot)
+        print(f"{args.plot}: overview plot")
     return 0
+
+
+def overview_plot(t, path) -> None:
+    """Four panels of a summary table: stellar mass vs redshift, SFR vs stellar mass, the
+    posterior 16–84 % half-width of log M*, and best-fit χ² per band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..catalog import SKIP, Flags
+
+    ok = (np.asarray(t["flags"]) & (SKIP | Flags.FIT_FAILED)) == 0
+    conv = ok & ((np.asarray(t["flags"]) & Flags.NOT_CONVERGED) == 0)
+    t = t[ok]
+    z = t["zred_p50"] if "zred_p50" in t.colnames else t["zred"]
+    z = None if not np.isfinite(z).any() else z
+    fig, ax = plt.subplots(1, 4, figsize=(16, 3.8))
+    m, lo, hi = t["logmstar_p50"], t["logmstar_p16"], t["logmstar_p84"]
+    if z is not None:
+        ax[0].errorbar(z, m, [m - lo, hi - m], fmt=".", ms=3, lw=0.5)
+        ax[0].set_xlabel("redshift")
+    else:
+        ax[0].hist(m, bins=30)
+        ax[0].set_xlabel("log M* median")
+    ax[0].set_ylabel("log10 M* [Msun]")
+    s = t["log_sfr100_p50"]
+    ax[1].errorbar(m, s, [s - t["log_sfr100_p16"], t["log_sfr100_p84"] - s], fmt=".", ms=3,
+                   lw=0.5)
+    ax[1].set_xlabel("log10 M* [Msun]")
+    ax[1].set_ylabel("log10 SFR(100 Myr) [Msun/yr]")
+    ax[1].set_ylim(max(np.nanmin(s) - 0.5, -6), np.nanmax(s) + 0.5)
+    ax[2].hist((hi - lo) / 2, bins=30)
+    ax[2].set_xlabel("log M*: 16–84 % half-width [dex]")
+    ax[3].hist(np.clip(t["chi2"] / np.maximum(t["nbands"], 1), 0, 10), bins=30)
+    ax[3].set_xlabel("best-fit χ² / bands")
+    fig.suptitle(f"{len(t)} galaxies fitted ({conv.sum()} converged)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
