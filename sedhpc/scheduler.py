@@ -329,7 +329,9 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
         model = photoz_model(model, emu, cfg.zprior)
     quantities = [model.names[i] for i in model.free_index] + list(store.DERIVED)
     attrs = {**provenance("fit-shard", store.FORMAT_VERSION, cfg.record()), "rank": rank,
-             "attempt": attempt, "shard": cfg.shard_index}
+             "attempt": attempt, "shard": cfg.shard_index, "model": model.name,
+             "fixed": json.dumps(list(model.fixed)),
+             "prior": json.dumps(model.prior.spec(), default=float)}
 
     def writer():
         return store.ShardWriter(directory / "shards" / f"{tag}.h5", cfg.nsamples, quantities,
