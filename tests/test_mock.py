@@ -1,0 +1,81 @@
+"""`sedhpc mock`: the noise model (statistically), the catalog + truth + column map written
+with the embedded SPS, parameter tables as the source, and `sedhpc fit` reading the mock."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from sedhpc.catalog import CatalogSpec, read_catalog
+from sedhpc.mock import add_noise
+from test_trainset import env
+
+BANDS = "lsst_baseline_g,lsst_baseline_r,lsst_baseline_i"
+
+
+def test_noise_model_statistics():
+    rng = np.random.default_rng(0)
+    x = np.full((100_000, 2), 10 ** (-0.4 * 24.0))
+    f, e = add_noise(x, rng, depth=(24.0, 25.0), floor=0.1)
+    sig = 10 ** (-0.4 * np.array([24.0, 25.0])) / 5
+    np.testing.assert_allclose(e[0], np.sqrt(sig ** 2 + (0.1 * x[0]) ** 2), rtol=1e-12)
+    pull = (f - x) / e
+    assert np.all(np.abs(pull.mean(axis=0)) < 0.01) and np.all(np.abs(pull.std(axis=0) - 1) < 0.01)
+    f, e = add_noise(x, rng, snr=5.0, missing=0.2)
+    assert abs(np.isnan(f).mean() - 0.2) < 0.005 and np.all(np.isnan(f) == np.isnan(e))
+    np.testing.assert_allclose(np.nanmax(e), x[0, 0] / 5)
+    f, e = add_noise(x * 0.2, rng, depth=(24.0,), nondetect=3.0)  # S/N 1 on average
+    seen = ~np.isnan(f)
+    assert np.all(f[seen] >= 3 * e[seen]) and 0 < seen.mean() < 0.1
+
+
+def sedhpc(*args):
+    return subprocess.run([sys.executable, "-m", "sedhpc", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env=env())
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mock")
+    res = sedhpc("mock", "-n", 4, "--bands", BANDS, "--zrange", 0.1, 1.0, "--seed", 3,
+                 "--depth", "27,27,26.5", "--floor", 0.02, "--out", d / "m.ecsv",
+                 "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return d
+
+
+def test_mock_catalog_truth_and_column_map(mock):
+    cat, truth = Table.read(mock / "m.ecsv"), Table.read(mock / "m_truth.ecsv")
+    assert len(cat) == len(truth) == 4 and list(cat["id"]) == list(truth["id"])
+    np.testing.assert_array_equal(cat["redshift"], truth["zred"])
+    assert np.all((truth["zred"] >= 0.1) & (truth["zred"] <= 1.0))
+    np.testing.assert_allclose(truth["logmstar"], truth["logmass"] + truth["log_mfrac"])
+    assert np.all(truth["sfr100"] > 0) and np.all(truth["mwa_gyr"] > 0)
+    b = "lsst_baseline_i"
+    sig = 10 ** (-0.4 * 26.5) / 5 * 3.631e12
+    np.testing.assert_allclose(cat[f"e_{b}"], np.hypot(sig, 0.02 * truth[f"true_{b}"] * 3.631e12))
+    assert "sedhpc_version" in cat.meta and "git_hash" in truth.meta
+    import tomllib
+    spec = CatalogSpec.from_dict(tomllib.loads((mock / "m_fit.toml").read_text())["fit"]["columns"])
+    c = read_catalog(mock / "m.ecsv", spec)
+    np.testing.assert_allclose(c.flux[:, 2] * 3.631e12, cat[f"f_{b}"], rtol=1e-10)
+    # the same parameters from a table give the same noiseless photometry
+    truth.write(mock / "theta.ecsv", overwrite=True)
+    res = sedhpc("mock", "--source", mock / "theta.ecsv", "--bands", BANDS, "--out",
+                 mock / "again.ecsv")
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = Table.read(mock / "again_truth.ecsv")
+    # (the MPI path stores float32 arsinh magnitudes: 1e-5 relative)
+    np.testing.assert_allclose(again[f"true_{b}"], truth[f"true_{b}"], rtol=2e-5)
+
+
+def test_fit_reads_the_mock(mock):
+    out = mock / "fit"
+    res = sedhpc("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out", out,
+                 "--no-progress", "--option", "max_steps=100", "--option", "min_steps=50",
+                 "--option", "nslots=4")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "4 galaxies fitted" in res.stdout
+    assert sedhpc("check", out).returncode == 0
