@@ -51,6 +51,7 @@ class FitConfig:
     out: str
     columns: dict = dataclasses.field(default_factory=dict)
     emulator: str | None = None
+    sps: str | None = None  # "embedded" / "fsps": call the SPS directly instead (slow)
     sampler: str = "ensemble"
     sampler_options: dict = dataclasses.field(default_factory=dict)
     photoz: bool = False
@@ -74,6 +75,10 @@ class FitConfig:
                 raise cfgmod.ConfigError(f"{name} must be positive; got {getattr(self, name)}")
         if self.floor < 0:
             raise cfgmod.ConfigError(f"floor must be ≥ 0; got {self.floor}")
+        if self.sps is not None and self.sps not in ("embedded", "fsps"):
+            raise cfgmod.ConfigError(f"sps must be 'embedded' or 'fsps'; got {self.sps!r}")
+        if self.sps and self.emulator:
+            raise cfgmod.ConfigError("give either emulator or sps, not both")
         if self.device not in ("auto", "cpu", "gpu"):
             raise cfgmod.ConfigError(f"device must be auto, cpu or gpu; got {self.device!r}")
         if not self.columns.get("bands"):
@@ -170,11 +175,21 @@ def _prepare(cfg: FitConfig, directory: Path, meta: dict) -> tuple[list[int], in
 
 def _metadata(cfg: FitConfig, catalog, emulator_path: str) -> dict:
     identity = dict(cfg.record(), catalog_sha256=sha256(cfg.catalog),
-                    emulator_sha256=sha256(emulator_path), nshards=cfg.nshards)
+                    emulator_sha256=f"sps:{cfg.sps}" if cfg.sps else sha256(emulator_path),
+                    nshards=cfg.nshards)
     return {"identity": {k: identity[k] for k in IDENTITY}, "config": cfg.record(),
             "emulator": emulator_path, "nrows": len(catalog.ids), "bands": catalog.bands,
             "format_version": store.FORMAT_VERSION,
             "provenance": provenance("fit", store.FORMAT_VERSION, cfg.record())}
+
+
+def _sps_zrange(sps: str) -> tuple[float, float]:
+    from .model import get_model
+    from .sps import model_for
+
+    m = get_model(model_for(sps))
+    lo, hi = m.bounds[m.index("zred")]
+    return float(lo), float(hi)
 
 
 def fit(cfg: FitConfig, comm="world") -> dict:
@@ -199,10 +214,14 @@ def fit(cfg: FitConfig, comm="world") -> dict:
             except BlockingIOError:
                 raise RuntimeError(f"another `sedhpc fit` is writing shard {cfg.shard_index} "
                                    f"of {directory}") from None
-            from .emulator import Emulator
-            emu = Emulator(emu_path, xp="numpy")
-            cat = read_catalog(cfg.catalog, cfg.spec, known_bands=emu.bands,
-                               zrange=None if cfg.photoz else tuple(emu.zrange))
+            if cfg.sps:
+                known, zr = None, _sps_zrange(cfg.sps)
+            else:
+                from .emulator import Emulator
+                emu = Emulator(emu_path, xp="numpy")
+                known, zr = emu.bands, tuple(emu.zrange)
+            cat = read_catalog(cfg.catalog, cfg.spec, known_bands=known,
+                               zrange=None if cfg.photoz else zr)
             if cat.zred is None and not cfg.photoz:
                 raise cfgmod.ConfigError("no redshift column mapped (columns.redshift_column):"
                                          " give one, or fit with photoz = true")
@@ -319,12 +338,17 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     log.handlers = [h]
     xp, dev = _select_device(cfg, comm)
     cat = read_catalog(cfg.catalog, cfg.spec, zrange=None)
-    emu = Emulator(emu_path, bands=cat.bands, xp=xp)
+    if cfg.sps:
+        from .sps.direct import DirectSPS
+        emu = DirectSPS(cfg.sps, cat.bands)
+    else:
+        emu = Emulator(emu_path, bands=cat.bands, xp=xp)
     if not cfg.photoz:  # the emulator's range (rank 0 flagged these already; re-derive)
         lo, hi = emu.zrange
         out_of = np.isfinite(cat.zred) & ((cat.zred < lo) | (cat.zred > hi))
         cat.flags[out_of] |= np.uint32(Flags.Z_OUT_OF_RANGE)
-    model = get_model("embedded")
+    from .sps import model_for
+    model = get_model(model_for(cfg.sps or "embedded"))
     if cfg.photoz:
         model = photoz_model(model, emu, cfg.zprior)
     quantities = [model.names[i] for i in model.free_index] + list(store.DERIVED)

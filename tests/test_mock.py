@@ -79,3 +79,39 @@ def test_fit_reads_the_mock(mock):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "4 galaxies fitted" in res.stdout
     assert sedhpc("check", out).returncode == 0
+
+
+def test_direct_sps_behind_the_emulator_interface():
+    from sedhpc.model import get_model
+    from sedhpc.photometry import arsinh_mag
+    from sedhpc.sps import get_backend
+    from sedhpc.sps.direct import DirectSPS
+
+    bands = BANDS.split(",")
+    sps = DirectSPS("embedded", bands)
+    model = get_model("embedded")
+    theta = model.sample(np.random.default_rng(1), 3, np.array([[0.3], [1.0], [2.0]]))
+    theta[2, 0] = 99.0  # outside the prior support: flagged, not computed
+    pred = sps.predict(theta)
+    x, lm = get_backend("embedded", bands).maggies(theta[:2])
+    np.testing.assert_allclose(pred.mags[:2], arsinh_mag(x), rtol=1e-12)
+    np.testing.assert_allclose(pred.log_mfrac[:2], lm)
+    assert list(pred.inside) == [True, True, False] and np.all(np.isnan(pred.mags[2]))
+    assert np.all(sps.sigma_at(theta[:, model.index("zred")]) == 0)
+
+
+def test_fit_with_the_sps_directly_through_the_engine(mock):
+    out = mock / "direct"
+    res = sedhpc("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out", out,
+                 "--sps", "embedded", "--sampler", "dynesty", "--option", "nlive=20",
+                 "--option", "maxcall=200", "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sedhpc("check", out).returncode == 0
+    from sedhpc import store
+    from sedhpc.catalog import Flags
+    data = store.read(out)
+    assert np.all(data["flags"] & Flags.NOT_CONVERGED)  # the call cap was hit: flagged
+    assert np.all(np.isfinite(data["logz"])) and np.all(data["ncall"] >= 200)
+    import json
+    assert json.loads((out / "fit.json").read_text())["identity"]["emulator_sha256"] == \
+        "sps:embedded"

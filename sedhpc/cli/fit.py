@@ -26,6 +26,9 @@ def register(sub) -> None:
                         "true redshifts) with its column map")
     p.add_argument("--config", help="TOML file with a [fit] table")
     p.add_argument("--emulator", help="emulator file (default: the bundled one)")
+    p.add_argument("--sps", choices=["embedded", "fsps"],
+                   help="call this SPS directly instead of an emulator (validation reference; "
+                        "minutes to hours per galaxy: use dynesty with a small nlive and MPI)")
     p.add_argument("--sampler", choices=["ensemble", "dynesty"])
     p.add_argument("--photoz", action="store_true", default=None,
                    help="redshift free (uniform prior over the emulator's range, or --zprior)")
@@ -104,7 +107,7 @@ def _cmd_fit(args) -> int:
         k, _, v = spec.partition("=")
         options[k.strip()] = _value(v.strip())
     cfg = config.load(FitConfig, "fit", args.config, {
-        "catalog": args.catalog, "out": args.out, "emulator": args.emulator,
+        "catalog": args.catalog, "out": args.out, "emulator": args.emulator, "sps": args.sps,
         "sampler": args.sampler, "photoz": args.photoz, "zprior": args.zprior,
         "seed": args.seed, "nsamples": args.nsamples, "floor": args.floor, "chunk": args.chunk,
         "shard": args.shard, "device": args.device, "new_run": args.new_run,
