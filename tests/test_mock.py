@@ -71,11 +71,21 @@ def test_mock_catalog_truth_and_column_map(mock):
     np.testing.assert_allclose(again[f"true_{b}"], truth[f"true_{b}"], rtol=2e-5)
 
 
-def test_fit_reads_the_mock(mock):
-    out = mock / "fit"
-    res = sedhpc("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out", out,
-                 "--no-progress", "--option", "max_steps=100", "--option", "min_steps=50",
-                 "--option", "nslots=4")
+@pytest.fixture(scope="module")
+def fitted(mock):
+    """The mock fitted with the bundled emulator (short chains) and with the SPS directly."""
+    runs = {"fit": sedhpc("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out",
+                          mock / "fit", "--no-progress", "--option", "max_steps=100",
+                          "--option", "min_steps=50", "--option", "nslots=4"),
+            "direct": sedhpc("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out",
+                             mock / "direct", "--sps", "embedded", "--sampler", "dynesty",
+                             "--option", "nlive=20", "--option", "maxcall=200", "--no-progress")}
+    return mock, runs
+
+
+def test_fit_reads_the_mock(fitted):
+    mock, runs = fitted
+    out, res = mock / "fit", runs["fit"]
     assert res.returncode == 0, res.stderr[-3000:]
     assert "4 galaxies fitted" in res.stdout
     assert sedhpc("check", out).returncode == 0
@@ -100,11 +110,9 @@ def test_direct_sps_behind_the_emulator_interface():
     assert np.all(sps.sigma_at(theta[:, model.index("zred")]) == 0)
 
 
-def test_fit_with_the_sps_directly_through_the_engine(mock):
-    out = mock / "direct"
-    res = sedhpc("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out", out,
-                 "--sps", "embedded", "--sampler", "dynesty", "--option", "nlive=20",
-                 "--option", "maxcall=200", "--no-progress")
+def test_fit_with_the_sps_directly_through_the_engine(fitted):
+    mock, runs = fitted
+    out, res = mock / "direct", runs["direct"]
     assert res.returncode == 0, res.stderr[-3000:]
     assert sedhpc("check", out).returncode == 0
     from sedhpc import store
@@ -115,3 +123,31 @@ def test_fit_with_the_sps_directly_through_the_engine(mock):
     import json
     assert json.loads((out / "fit.json").read_text())["identity"]["emulator_sha256"] == \
         "sps:embedded"
+
+
+def test_photoz_metrics_known_answer():
+    from sedhpc.report import photoz_metrics
+    zt = np.linspace(0.1, 2.0, 1000)
+    rng = np.random.default_rng(0)
+    dz = rng.normal(0.01, 0.03, zt.size)
+    dz[:50] = 0.5  # 5 % outliers
+    m = photoz_metrics(zt + dz * (1 + zt), zt, bins=[0, 1, 3])
+    assert abs(m["outliers"] - 0.05) < 1e-12 and abs(m["bias"] - 0.01) < 0.004
+    assert abs(m["sigma_nmad"] - 0.03) < 0.004
+    assert sum(b["n"] for b in m["bins"]) == 1000
+
+
+def test_report_recovery_coverage_and_discrepancy(fitted):
+    mock, _ = fitted
+    out = mock / "report"
+    res = sedhpc("report", mock / "fit", "--truth", mock / "m_truth.ecsv", "--reference",
+                 mock / "direct", "--galaxy", 0, "--out", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+    s = json.loads((out / "summary.json").read_text())
+    rec = s["recovery"]
+    assert set(rec) >= {"logmass", "logzsol", "dust2", "log_sfr100", "mwa_gyr", "logmstar"}
+    assert all(len(v["ranks"]) == 4 and 0 <= v["in95"] <= 1 for v in rec.values())
+    assert s["discrepancy"]["n"] == 4 and len(s["discrepancy"]["logmass"]["D"]) == 4
+    for png in ("ranks.png", "discrepancy.png", "galaxy_0.png"):
+        assert (out / png).stat().st_size > 1000

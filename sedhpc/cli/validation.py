@@ -1,9 +1,48 @@
-"""``sedhpc mock``: mock catalogs from the SPS itself, with truth tables."""
+"""``sedhpc mock`` (mock catalogs from the SPS itself, with truth tables) and ``sedhpc report``
+(recovery, coverage, discrepancy and photo-z metrics of a fit directory)."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
+    _add_mock(sub)
+    p = sub.add_parser(
+        "report", help="recovery, coverage, D statistics and photo-z metrics of a fit",
+        description="Validate the fits in DIR: with --truth (a mock's truth table) recovery "
+                    "(bias, 68th percentile |median − truth|) and coverage with rank "
+                    "histograms; with --reference DIR2 (the same catalog fitted another way) "
+                    "the discrepancy statistic D per galaxy (ECDF plot, catastrophic rate); "
+                    "photo-z metrics when redshift was free (σ_NMAD, bias, outliers); corner "
+                    "plots of chosen galaxies. Writes OUT/summary.json and PNGs.")
+    p.add_argument("dir")
+    p.add_argument("--truth", help="truth table (e.g. CATALOG_truth.ecsv from `sedhpc mock`)")
+    p.add_argument("--reference", help="a second fit directory of the same catalog")
+    p.add_argument("--galaxy", type=int, action="append", default=[],
+                   help="catalog row to draw a corner plot for (repeat)")
+    p.add_argument("--out", required=True, help="report directory")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from ..report import make_report
+
+    s = make_report(args.dir, args.out, args.truth, args.reference, args.galaxy)
+    print(f"{args.out}/summary.json: {s['fitted']} galaxies")
+    for name, v in s.get("recovery", {}).items():
+        print(f"  {name}: bias {v['bias']:+.3f}, 68th pct |Δ| {v['p68_abs_error']:.3f}, "
+              f"coverage 68 % {v['in68']:.2f}, 95 % {v['in95']:.2f}")
+    for name, v in s.get("discrepancy", {}).items():
+        if isinstance(v, dict):
+            print(f"  D {name}: median {v['median_D']:.2f}, catastrophic "
+                  f"{v['catastrophic']:.1%}")
+    if "photoz" in s:
+        p = s["photoz"]
+        print(f"  photo-z: σ_NMAD {p['sigma_nmad']:.4f}, bias {p['bias']:+.4f}, outliers "
+              f"{p['outliers']:.1%}")
+    return 0
+
+
+def _add_mock(sub) -> None:
     p = sub.add_parser(
         "mock", help="mock catalog made with the SPS directly, with a truth table",
         description="Draw parameters (prior, training distribution or a table), compute their "

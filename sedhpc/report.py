@@ -1,0 +1,239 @@
+"""Science validation of stored fits (``sedhpc report``): recovery of mock truths, coverage
+and rank (PIT) histograms, the discrepancy statistic D between two runs of the same galaxies,
+photo-z metrics, and per-galaxy plots.
+
+- recovery per quantity: bias = median(posterior median − truth) and the 68th percentile of
+  |posterior median − truth|;
+- coverage: the fraction of truths inside the central 68 % / 95 % intervals of the stored
+  samples, and the rank of the truth among them (uniform when the posteriors are calibrated);
+- D (MODEL.md, seed eq. 10): |median_A − median_B| / sqrt(w_A² + w_B²), w the 16–84 %
+  half-width; catastrophic when D > 3;
+- photo-z: Δ = (z_phot − z_true)/(1 + z_true) with z_phot the posterior median; σ_NMAD =
+  1.4826 · median|Δ − median Δ|, bias = median Δ, outliers |Δ| > 0.15.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .catalog import SKIP, Flags
+
+#: quantities reported by default (stored name → truth-table column, transform of the truth)
+QUANTITIES = {"logmass": ("logmass", None), "logzsol": ("logzsol", None),
+              "dust2": ("dust2", None), "log_sfr100": ("sfr100", "log10"),
+              "mwa_gyr": ("mwa_gyr", None), "logmstar": ("logmstar", None),
+              "zred": ("zred", None)}
+
+
+def load(directory) -> dict:
+    """Fitted galaxies of a fit directory: ids, rows, samples (n, N, P), percentiles,
+    quantity names, flags (galaxies not fitted are left out)."""
+    d = store.read(directory, samples=True)
+    ok = (d["flags"] & (SKIP | Flags.FIT_FAILED)) == 0
+    out = {k: (v[ok] if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+    out["names"] = list(d["quantities"])
+    return out
+
+
+def truth_values(run: dict, truth, names) -> dict:
+    """name → (n,) truths aligned with ``run``'s galaxies (by id), for names the table has."""
+    index = {str(i): k for k, i in enumerate(truth["id"])}
+    missing = [i for i in run["id"] if i not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} fitted galaxies are not in the truth table (e.g. "
+                         f"{missing[:3]}); give the truth table of this catalog")
+    rows = np.array([index[i] for i in run["id"]], int)
+    out = {}
+    for name in names:
+        col, how = QUANTITIES.get(name, (name, None))
+        if col in truth.colnames:
+            v = np.asarray(truth[col], float)[rows]
+            out[name] = np.log10(np.maximum(v, 1e-30)) if how == "log10" else v
+    return out
+
+
+def recovery_and_coverage(run: dict, truth: dict) -> dict:
+    """Per quantity: n, bias, p68 |Δ|, coverage at 68 / 95 % and the truth's ranks."""
+    out = {}
+    for name, t in truth.items():
+        if name not in run["names"]:
+            continue
+        j = run["names"].index(name)
+        s = run["samples"][:, :, j]
+        med = np.median(s, axis=1)
+        lo68, hi68, lo95, hi95 = np.percentile(s, [16, 84, 2.5, 97.5], axis=1)
+        out[name] = {"n": int(len(t)), "bias": float(np.median(med - t)),
+                     "p68_abs_error": float(np.percentile(np.abs(med - t), 68)),
+                     "in68": float(np.mean((t >= lo68) & (t <= hi68))),
+                     "in95": float(np.mean((t >= lo95) & (t <= hi95))),
+                     "ranks": np.mean(s < t[:, None], axis=1).tolist()}
+    return out
+
+
+def discrepancy(a: dict, b: dict, names=None) -> dict:
+    """D per galaxy and quantity between runs ``a`` and ``b`` (galaxies matched by row)."""
+    common, ia, ib = np.intersect1d(a["row"], b["row"], return_indices=True)
+    out = {"n": int(len(common))}
+    for name in names or [n for n in a["names"] if n in b["names"]]:
+        ja, jb = a["names"].index(name), b["names"].index(name)
+        qa = np.percentile(a["samples"][ia, :, ja], [16, 50, 84], axis=1)
+        qb = np.percentile(b["samples"][ib, :, jb], [16, 50, 84], axis=1)
+        wa, wb = (qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2
+        d = np.abs(qa[1] - qb[1]) / np.maximum(np.hypot(wa, wb), 1e-12)
+        dmed = np.abs(qa[1] - qb[1]) / np.maximum(wa, 1e-12)
+        out[name] = {"median_D": float(np.median(d)), "catastrophic": float(np.mean(d > 3)),
+                     "p68_dmedian_over_halfwidth": float(np.percentile(dmed, 68)),
+                     "D": d.tolist()}
+    return out
+
+
+def photoz_metrics(z_phot, z_true, bins=None) -> dict:
+    """σ_NMAD, bias and outlier fraction overall (and per bin of true redshift)."""
+    z_phot, z_true = np.asarray(z_phot, float), np.asarray(z_true, float)
+
+    def m(zp, zt):
+        dz = (zp - zt) / (1 + zt)
+        return {"n": int(len(dz)), "sigma_nmad": float(1.4826 * np.median(np.abs(
+            dz - np.median(dz)))) if len(dz) else float("nan"),
+            "bias": float(np.median(dz)) if len(dz) else float("nan"),
+            "outliers": float(np.mean(np.abs(dz) > 0.15)) if len(dz) else float("nan")}
+    out = m(z_phot, z_true)
+    if bins is not None:
+        out["bins"] = [{"zlo": float(lo), "zhi": float(hi), **m(z_phot[sel], z_true[sel])}
+                       for lo, hi in zip(bins[:-1], bins[1:])
+                       for sel in [(z_true >= lo) & (z_true < hi)]]
+    return out
+
+
+def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
+                catalog_z=None) -> dict:
+    """Write OUT/summary.json and PNGs for the fit ``directory`` (see the module docstring);
+    ``reference``: a second fit directory of the same catalog for D statistics; ``galaxies``:
+    catalog rows to draw per-galaxy plots for."""
+    from astropy.table import Table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = load(directory)
+    meta = json.loads((Path(directory) / "fit.json").read_text())
+    summary = {"fit": str(directory), "fitted": int(len(run["row"])),
+               "not_converged": float(np.mean((run["flags"] & Flags.NOT_CONVERGED) != 0))
+               if len(run["row"]) else float("nan"),
+               "provenance": meta.get("provenance", {})}
+    names = [n for n in QUANTITIES if n in run["names"]]
+    truth = None
+    if truth_path:
+        tt = Table.read(truth_path)
+        truth = truth_values(run, tt, names)
+        summary["recovery"] = recovery_and_coverage(run, truth)
+        _rank_plot(summary["recovery"], out / "ranks.png")
+    if "zred" in run["names"]:
+        zp = np.median(run["samples"][:, :, run["names"].index("zred")], axis=1)
+        zt = truth["zred"] if truth and "zred" in truth else None
+        if zt is None and np.isfinite(run["zred"]).any():
+            zt = run["zred"]  # the catalog's (e.g. spectroscopic) redshift
+        if zt is not None:
+            summary["photoz"] = photoz_metrics(zp, zt, bins=[0, 0.5, 1, 1.5, 2, 3, 6])
+            _photoz_plot(zp, zt, out / "photoz.png")
+    if reference:
+        ref = load(reference)
+        summary["discrepancy"] = discrepancy(run, ref, names)
+        summary["reference"] = str(reference)
+        _ecdf_plot(summary["discrepancy"], out / "discrepancy.png")
+    for g in galaxies:
+        _galaxy_plot(run, int(g), out / f"galaxy_{int(g)}.png", truth)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _rank_plot(rec: dict, path) -> None:
+    plt = _plt()
+    names = list(rec)
+    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        r, n = rec[name]["ranks"], rec[name]["n"]
+        ax.hist(r, bins=10, range=(0, 1))
+        sd = np.sqrt(n / 10 * 0.9)
+        ax.axhspan(n / 10 - 2 * sd, n / 10 + 2 * sd, color="0.85", zorder=0)
+        ax.set_title(f"{name}\n68%: {rec[name]['in68']:.2f} 95%: {rec[name]['in95']:.2f}",
+                     fontsize=9)
+        ax.set_xlabel("rank of truth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _ecdf_plot(disc: dict, path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, v in disc.items():
+        if isinstance(v, dict):
+            d = np.sort(v["D"])
+            ax.step(d, np.arange(1, len(d) + 1) / len(d), label=f"{name} (med {v['median_D']:.2f})")
+    ax.axvline(3, color="k", ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("D")
+    ax.set_ylabel("ECDF")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _photoz_plot(zp, zt, path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot(zt, zp, ".", ms=2)
+    top = max(np.max(zt), np.max(zp)) * 1.05
+    x = np.linspace(0, top, 2)
+    ax.plot(x, x, "k-", lw=0.8)
+    for s in (-1, 1):
+        ax.plot(x, x + s * 0.15 * (1 + x), "k:", lw=0.8)
+    ax.set_xlabel("z true")
+    ax.set_ylabel("z phot (posterior median)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _galaxy_plot(run: dict, row: int, path, truth=None) -> None:
+    """Corner plot of up to 5 quantities (+ p(z) when redshift was free) for catalog ``row``."""
+    plt = _plt()
+    k = int(np.flatnonzero(run["row"] == row)[0]) if row in run["row"] else None
+    if k is None:
+        raise ValueError(f"catalog row {row} was not fitted in this run")
+    names = [n for n in ("logmass", "logzsol", "dust2", "log_sfr100", "mwa_gyr", "zred")
+             if n in run["names"]]
+    s = run["samples"][k][:, [run["names"].index(n) for n in names]]
+    m = len(names)
+    fig, axes = plt.subplots(m, m, figsize=(1.8 * m, 1.8 * m))
+    for i in range(m):
+        for j in range(m):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+                continue
+            if i == j:
+                ax.hist(s[:, i], bins=25, histtype="step", color="k")
+            else:
+                ax.plot(s[:, j], s[:, i], ".", ms=1, alpha=0.5)
+            if truth is not None and names[j] in truth:
+                ax.axvline(truth[names[j]][k], color="r", lw=0.8)
+            if i == m - 1:
+                ax.set_xlabel(names[j], fontsize=8)
+            ax.tick_params(labelsize=6)
+    fig.suptitle(f"{run['id'][k]} (row {row})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
