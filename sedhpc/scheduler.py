@@ -39,7 +39,7 @@ from .provenance import provenance
 
 #: settings that define a run's results; resuming with other values is refused
 IDENTITY = ("catalog_sha256", "emulator_sha256", "columns", "sampler", "sampler_options",
-            "photoz", "zprior", "seed", "nsamples", "floor", "chunk", "nshards")
+            "photoz", "zprior", "prior", "seed", "nsamples", "floor", "chunk", "nshards")
 
 
 @dataclasses.dataclass
@@ -56,6 +56,7 @@ class FitConfig:
     sampler_options: dict = dataclasses.field(default_factory=dict)
     photoz: bool = False
     zprior: str | None = None
+    prior: dict = dataclasses.field(default_factory=dict)  # parameter → prior spec override
     seed: int = 0
     nsamples: int = 256
     floor: float = 0.05
@@ -85,6 +86,7 @@ class FitConfig:
             raise cfgmod.ConfigError("no bands mapped: give [fit.columns.bands] in the config "
                                      "(band = [flux column, error column])")
         self.spec = CatalogSpec.from_dict(self.columns)
+        fit_model(self)  # refuse a bad prior override now
         self.shard_index, self.nshards = parse_shard(self.shard)
 
     def record(self) -> dict:
@@ -181,6 +183,23 @@ def _metadata(cfg: FitConfig, catalog, emulator_path: str) -> dict:
             "emulator": emulator_path, "nrows": len(catalog.ids), "bands": catalog.bands,
             "format_version": store.FORMAT_VERSION,
             "provenance": provenance("fit", store.FORMAT_VERSION, cfg.record())}
+
+
+def fit_model(cfg: FitConfig):
+    """The physical model of a fit: the SPS's model with the ``prior`` overrides, e.g.
+    ``{"logmass": {"type": "normal", "mu": 10, "sigma": 1, "lo": 7, "hi": 12.5}}``."""
+    from .model import get_model
+    from .model.priors import from_spec
+    from .sps import model_for
+
+    model = get_model(model_for(cfg.sps or "embedded"))
+    if not cfg.prior:
+        return model
+    try:
+        priors = {k: from_spec(dict(v), model.names) for k, v in cfg.prior.items()}
+        return model.with_fixed(model.fixed, priors)
+    except (KeyError, TypeError, ValueError) as err:
+        raise cfgmod.ConfigError(f"prior override {cfg.prior}: {err}") from None
 
 
 def _sps_zrange(sps: str) -> tuple[float, float]:
@@ -325,7 +344,6 @@ def quantity_samples(model, res) -> np.ndarray:
 
 def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     from .emulator import Emulator
-    from .model import get_model
     from .samplers import fit_batch, photoz_model
 
     log = logging.getLogger(f"sedhpc.fit.r{rank}")
@@ -347,8 +365,7 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
         lo, hi = emu.zrange
         out_of = np.isfinite(cat.zred) & ((cat.zred < lo) | (cat.zred > hi))
         cat.flags[out_of] |= np.uint32(Flags.Z_OUT_OF_RANGE)
-    from .sps import model_for
-    model = get_model(model_for(cfg.sps or "embedded"))
+    model = fit_model(cfg)
     if cfg.photoz:
         model = photoz_model(model, emu, cfg.zprior)
     quantities = [model.names[i] for i in model.free_index] + list(store.DERIVED)

@@ -32,14 +32,14 @@ FAST = {"nslots": 6, "max_steps": 100, "min_steps": 50, "check_every": 50, "init
 TIMEOUT = 300
 
 
-def make_catalog(path, n=N, seed=3, bad=True):
+def make_catalog(path, n=N, seed=3, bad=True, frac=0.05):
     """Mock catalog in nJy with an id and a redshift column; with ``bad``, rows 1–5 carry one
     defect each (NO_BANDS, BAD_ERROR, duplicate id, redshift out of range, missing redshift)."""
     model = get_model("embedded")
     rng = np.random.default_rng(seed)
     z = rng.uniform(0.05, 2.5, n)
     theta = model.sample(rng, n, z[:, None])
-    flux, err = mock_photometry(mock_emulator(), theta, rng)
+    flux, err = mock_photometry(mock_emulator(), theta, rng, frac)
     t = Table()
     t["id"] = [f"gal{i:04d}" for i in range(n)]
     t["z"] = z
@@ -262,3 +262,30 @@ def test_job_templates_and_example_config_are_valid():
     ex = config.load(FitConfig, "fit", root / "sedhpc" / "data" / "dc2_example.toml",
                      {"catalog": "x", "out": "y"}, env={})
     assert ex.spec.units == "ABmag"
+
+
+def test_reweight_to_a_new_prior_agrees_with_fitting_under_it(setup, tmp_path):
+    """Prior A (default) → B (dust2 ~ N(1.5, 0.3)): re-weighted A agrees with a direct fit
+    under B (median D < 0.3), while A and B themselves differ."""
+    from sedhpc.report import discrepancy, load
+
+    cat = make_catalog(tmp_path / "c.ecsv", n=16, seed=8, bad=False, frac=0.5)  # faint
+    dust2 = 'dust2 = {type = "normal", mu = 1.5, sigma = 0.3, lo = 0.0, hi = 4.0}\n'
+    (tmp_path / "b.toml").write_text("[prior]\n" + dust2)
+    (tmp_path / "fitb.toml").write_text(setup["cfg"].read_text().replace(
+        "[fit.columns]", "[fit.prior]\n" + dust2 + "[fit.columns]"))
+    long = ["--option", "max_steps=1500", "--option", "min_steps=300", "--seed", "9"]
+    for name, cfg in (("a", setup["cfg"]), ("b", tmp_path / "fitb.toml")):
+        res = sedhpc("fit", cat, "--config", cfg, "--out", tmp_path / name, *long)
+        assert res.returncode == 0, res.stderr[-3000:]
+    res = sedhpc("reweight", tmp_path / "a", "--prior", tmp_path / "b.toml", "--out",
+                 tmp_path / "ab")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sedhpc("check", tmp_path / "ab").returncode == 0
+    a, b, ab = (load(tmp_path / n) for n in ("a", "b", "ab"))
+    assert np.all(ab["ess"] > 20)
+    d_ab_b = discrepancy(ab, b, ["dust2", "logmass", "logzsol"])
+    d_a_b = discrepancy(a, b, ["dust2"])
+    assert d_a_b["dust2"]["median_D"] > 0.5  # the new prior matters
+    for name in ("dust2", "logmass", "logzsol"):
+        assert d_ab_b[name]["median_D"] < 0.3, (name, d_ab_b[name]["median_D"])

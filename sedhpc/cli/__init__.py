@@ -42,14 +42,14 @@ def photometry_table(param_names, theta, bands, mags, maggies):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import emulator, fit, sps, trainset, validation
+    from . import emulator, fit, hierarchy, sps, trainset, validation
 
     parser = argparse.ArgumentParser(
         prog="sedhpc",
         description="Bayesian SED fitting of galaxy catalogs with neural SPS emulators.")
     parser.add_argument("--version", action="version", version=f"sedhpc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (sps, trainset, emulator, fit, validation):
+    for module in (sps, trainset, emulator, fit, validation, hierarchy):
         module.register(sub)
     return parser
 
