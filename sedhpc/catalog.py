@@ -44,6 +44,9 @@ class Flags(enum.IntFlag):
     NOT_CONVERGED = 256  # set by the engine: sampler did not converge
     FIT_FAILED = 512  # set by the engine: the fit raised
     OUT_OF_RANGE = 1024  # set by the engine: posterior piles up at an emulator bound
+    LOW_ESS = 2048  # set by `sedhpc reweight`: re-weighting ESS below its threshold
+    BAD_CHI2 = 4096  # set by the engine: best-fit χ² improbably large for the bands used
+    COLOUR_OOD = 8192  # set by the engine: colours far from the emulator's training set
 
 
 SKIP = Flags.NO_BANDS | Flags.NO_REDSHIFT | Flags.Z_OUT_OF_RANGE | Flags.DUPLICATE_ID | Flags.BAD_ID

@@ -28,7 +28,7 @@ from .model.parameters import Distribution
 from .model.priors import from_spec
 from .provenance import provenance
 
-LOW_ESS = 2048  # flag bit: re-weighting ESS below the threshold
+LOW_ESS = int(Flags.LOW_ESS)
 
 
 def read_prior(path) -> dict:

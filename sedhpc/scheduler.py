@@ -266,8 +266,8 @@ class _Chunks:
     """This rank's claimed chunks: the galaxies still to fit, the results so far; writes a
     chunk to the shard when it is complete."""
 
-    def __init__(self, cfg, cat, model, quantities, writer_factory, log):
-        self.cfg, self.cat, self.model, self.log = cfg, cat, model, log
+    def __init__(self, cfg, cat, model, quantities, writer_factory, log, ood):
+        self.cfg, self.cat, self.model, self.log, self.ood = cfg, cat, model, log, ood
         self.quantities, self.make_writer, self.writer = quantities, writer_factory, None
         self.open: dict[int, dict] = {}  # chunk → {row: result or None}
         self.started: dict[int, float] = {}
@@ -326,6 +326,7 @@ class _Chunks:
             out["ess"][k], out["chi2"][k] = d.get("ess", np.nan), res.chi2_best
             if not res.converged:
                 out["flags"][k] |= Flags.NOT_CONVERGED
+            out["flags"][k] |= self.ood.flags(res, int(out["nbands"][k]))
             self.done += 1
         t0 = time.perf_counter()
         if self.writer is None:
@@ -333,6 +334,43 @@ class _Chunks:
         self.writer.append(c, out)
         self.store_s += time.perf_counter() - t0
         self.log.info(f"chunk {c}: rows {min(entries)}-{max(entries)} written")
+
+
+class OOD:
+    """Out-of-distribution flags of one fit (seed 003, Section 2):
+
+    - ``OUT_OF_RANGE``: the posterior piles up at an emulator training-range edge inside the
+      prior's support (≥ ``edge_frac`` of the samples within 2 % of the range of that edge):
+      the data want parameters the emulator was not trained on;
+    - ``BAD_CHI2``: the best sample's χ² is improbable for the bands used,
+      P(χ²_nbands > χ²) < ``p_chi2`` (conservative: the fit's own degrees of freedom are not
+      subtracted)."""
+
+    def __init__(self, model, emulator, edge_frac: float = 0.2, p_chi2: float = 1e-3):
+        from .samplers.ensemble import _host
+
+        self.p_chi2, self.edge_frac = p_chi2, edge_frac
+        self.edges = []
+        if hasattr(emulator, "lo"):
+            lo, hi = _host(emulator.lo).astype(float), _host(emulator.hi).astype(float)
+            b = model.bounds
+            for k in model.free_index:
+                w = 0.02 * (hi[k] - lo[k])
+                if lo[k] > b[k, 0] + 1e-9:
+                    self.edges.append((k, lo[k], lo[k] + w))
+                if hi[k] < b[k, 1] - 1e-9:
+                    self.edges.append((k, hi[k] - w, hi[k]))
+
+    def flags(self, res, nbands: int) -> int:
+        from scipy.stats import chi2
+
+        f = 0
+        for k, a, b in self.edges:
+            if np.mean((res.samples[:, k] >= a) & (res.samples[:, k] <= b)) >= self.edge_frac:
+                f |= Flags.OUT_OF_RANGE
+        if nbands and chi2.sf(res.chi2_best, nbands) < self.p_chi2:
+            f |= Flags.BAD_CHI2
+        return int(f)
 
 
 def quantity_samples(model, res) -> np.ndarray:
@@ -377,7 +415,7 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     def writer():
         return store.ShardWriter(directory / "shards" / f"{tag}.h5", cfg.nsamples, quantities,
                                  attrs)
-    chunks = _Chunks(cfg, cat, model, quantities, writer, log)
+    chunks = _Chunks(cfg, cat, model, quantities, writer, log, OOD(model, emu))
     log.info(f"rank {rank}/{size} pid {os.getpid()} ready after {time.perf_counter() - t0:.1f} s "
              f"(array module {xp}, GPU {dev}); {len(todo)} chunks to do")
 

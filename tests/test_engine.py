@@ -33,8 +33,9 @@ TIMEOUT = 300
 
 
 def make_catalog(path, n=N, seed=3, bad=True, frac=0.05):
-    """Mock catalog in nJy with an id and a redshift column; with ``bad``, rows 1–5 carry one
-    defect each (NO_BANDS, BAD_ERROR, duplicate id, redshift out of range, missing redshift)."""
+    """Mock catalog in nJy with an id and a redshift column; with ``bad``, rows 1–6 carry one
+    defect each (NO_BANDS, BAD_ERROR, duplicate id, redshift out of range, missing redshift,
+    one band 20 times too bright: BAD_CHI2)."""
     model = get_model("embedded")
     rng = np.random.default_rng(seed)
     z = rng.uniform(0.05, 2.5, n)
@@ -52,6 +53,7 @@ def make_catalog(path, n=N, seed=3, bad=True, frac=0.05):
         t["id"][3] = t["id"][0]
         t["z"][4] = 7.5
         t["z"][5] = np.nan
+        t[f"f_{BANDS[4]}"][6] *= 20
     t.write(path, overwrite=True)
     return path
 
@@ -112,6 +114,7 @@ def test_single_process_fit_flags_and_stores(setup, tmp_path):
     assert np.all(np.isnan(data["percentiles"][skipped]))
     assert np.all(np.isfinite(data["percentiles"][~skipped]))
     assert data["nbands"][2] == len(BANDS) - 1
+    assert flags[6] & Flags.BAD_CHI2 and not np.any(flags[7:] & Flags.BAD_CHI2)
     # compression fidelity: quantiles of the stored (uint16) samples vs those of the exact
     # samples (stored percentiles were taken before quantisation): within 1 % of the 16–84 width
     pc = data["percentiles"][~skipped]
@@ -135,6 +138,27 @@ def test_single_process_fit_flags_and_stores(setup, tmp_path):
     np.testing.assert_array_equal(t["logmass_p50"], data["percentiles"][:, 0, 2].astype("f4"))
     with h5py.File(tmp_path / "p.h5") as f:
         assert f["samples"].shape == (N, 256, len(data["quantities"]))
+
+
+def test_out_of_range_flag_when_the_posterior_piles_up_at_a_training_edge():
+    from types import SimpleNamespace
+
+    from sedhpc.scheduler import OOD
+
+    model = get_model("embedded")
+    b = model.bounds.copy()
+    lo, hi = b[:, 0].copy(), b[:, 1].copy()
+    k = model.index("dust2")
+    hi[k] = 2.0  # the emulator was trained on dust2 ≤ 2 only; the prior goes to 4
+    ood = OOD(model, SimpleNamespace(lo=lo, hi=hi))
+    rng = np.random.default_rng(0)
+    s = model.sample(rng, 256, np.full((256, 1), 0.5))
+    ok = SimpleNamespace(samples=s, chi2_best=5.0)
+    assert ood.flags(ok, 9) == 0
+    s2 = s.copy()
+    s2[:100, k] = rng.uniform(1.97, 2.0, 100)
+    assert ood.flags(SimpleNamespace(samples=s2, chi2_best=5.0), 9) == Flags.OUT_OF_RANGE
+    assert ood.flags(SimpleNamespace(samples=s, chi2_best=40.0), 9) == Flags.BAD_CHI2
 
 
 def test_rerun_of_a_finished_fit_does_nothing_and_other_settings_are_refused(setup, tmp_path):
