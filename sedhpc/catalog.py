@@ -106,6 +106,7 @@ class CatalogSpec:
     band_units: dict[str, str] = field(default_factory=dict)
     id_column: str | None = None
     redshift_column: str | None = None
+    tract_column: str | None = None
     sentinels: list[float] = field(default_factory=lambda: [-99.0, 99.0, -999.0, 999.0])
     format: str | None = None
 
@@ -136,7 +137,7 @@ class CatalogSpec:
                 raise CatalogError(f"band_units names band {band!r}, which is not in bands"
                                    f"{_close(band, self.bands)}; bands: {list(self.bands)}")
             parse_unit(unit, f"band_units.{band}")
-        for key in ("id_column", "redshift_column", "format"):
+        for key in ("id_column", "redshift_column", "tract_column", "format"):
             value = getattr(self, key)
             if value is not None and not (isinstance(value, str) and value):
                 raise CatalogError(f"{key} = {value!r} must be a non-empty string (or omitted)")
@@ -196,6 +197,7 @@ class Catalog:
     zred: np.ndarray | None
     flags: np.ndarray
     path: str
+    tract: np.ndarray | None = None  # (G,) str labels when the spec names a tract column
 
     def fit_rows(self) -> np.ndarray:
         """Indices (into this catalog, not file rows) of galaxies without a :data:`SKIP` bit."""
@@ -279,7 +281,7 @@ def _check_columns(table: Table, spec: CatalogSpec, path: str) -> None:
     """Every mapped column exists; flux, error and redshift columns are numeric and 1-D."""
     numeric = [c for cols in spec.bands.values() for c in cols]
     numeric += [spec.redshift_column] if spec.redshift_column else []
-    wanted = numeric + ([spec.id_column] if spec.id_column else [])
+    wanted = numeric + [c for c in (spec.id_column, spec.tract_column) if c]
     missing = [c for c in dict.fromkeys(wanted) if c not in table.colnames]
     if missing:
         named = ", ".join(f"{c!r}{_close(c, table.colnames)}" for c in missing)
@@ -435,7 +437,11 @@ def read_catalog(path, spec: CatalogSpec, known_bands=None, zrange=None,
         out = (zred < 0) | ((zred < lo) | (zred > hi) if zrange is not None else False)
         flags[out] |= int(Flags.Z_OUT_OF_RANGE)
 
+    tract = None
+    if spec.tract_column:
+        tract = np.array([str(v) for v in np.asarray(table[spec.tract_column])])
     sel = np.arange(n) if rows is None else np.arange(n)[rows]
-    return Catalog(ids=ids[sel], rows=sel, bands=list(spec.bands), flux=flux[sel], err=err[sel],
+    return Catalog(tract=None if tract is None else tract[sel],
+                   ids=ids[sel], rows=sel, bands=list(spec.bands), flux=flux[sel], err=err[sel],
                    mask=mask[sel], zred=None if zred is None else zred[sel], flags=flags[sel],
                    path=path)

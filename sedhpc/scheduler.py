@@ -39,7 +39,8 @@ from .provenance import provenance
 
 #: settings that define a run's results; resuming with other values is refused
 IDENTITY = ("catalog_sha256", "emulator_sha256", "columns", "sampler", "sampler_options",
-            "photoz", "zprior", "prior", "seed", "nsamples", "floor", "chunk", "nshards")
+            "photoz", "zprior", "prior", "zeropoints_sha256", "seed", "nsamples", "floor",
+            "chunk", "nshards")
 
 
 @dataclasses.dataclass
@@ -57,6 +58,7 @@ class FitConfig:
     photoz: bool = False
     zprior: str | None = None
     prior: dict = dataclasses.field(default_factory=dict)  # parameter → prior spec override
+    zeropoints: str | None = None  # table of `sedhpc calibrate-zp` (per band, per tract)
     seed: int = 0
     nsamples: int = 256
     floor: float = 0.05
@@ -178,11 +180,32 @@ def _prepare(cfg: FitConfig, directory: Path, meta: dict) -> tuple[list[int], in
 def _metadata(cfg: FitConfig, catalog, emulator_path: str) -> dict:
     identity = dict(cfg.record(), catalog_sha256=sha256(cfg.catalog),
                     emulator_sha256=f"sps:{cfg.sps}" if cfg.sps else sha256(emulator_path),
+                    zeropoints_sha256=sha256(cfg.zeropoints) if cfg.zeropoints else None,
                     nshards=cfg.nshards)
     return {"identity": {k: identity[k] for k in IDENTITY}, "config": cfg.record(),
             "emulator": emulator_path, "nrows": len(catalog.ids), "bands": catalog.bands,
             "format_version": store.FORMAT_VERSION,
             "provenance": provenance("fit", store.FORMAT_VERSION, cfg.record())}
+
+
+def apply_zeropoints(cat, path) -> None:
+    """Correct the catalog's fluxes and errors in place by the table of `sedhpc calibrate-zp`
+    (per tract when the catalog has a tract column and the table more than one tract)."""
+    from . import zeropoints
+
+    zp = zeropoints.read(path, cat.bands)
+    if len(zp) == 1:
+        f = np.broadcast_to(next(iter(zp.values())), cat.flux.shape)
+    else:
+        if cat.tract is None:
+            raise cfgmod.ConfigError(f"{path} has zeropoints for tracts {sorted(zp)}: map the "
+                                     "catalog's tract column (columns.tract_column)")
+        unknown = sorted(set(cat.tract) - set(zp))
+        if unknown:
+            raise cfgmod.ConfigError(f"{path} has no zeropoints for tract(s) {unknown[:5]}")
+        f = np.array([zp[t] for t in cat.tract])
+    cat.flux *= f
+    cat.err *= f
 
 
 def fit_model(cfg: FitConfig):
@@ -399,6 +422,8 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
         emu = DirectSPS(cfg.sps, cat.bands)
     else:
         emu = Emulator(emu_path, bands=cat.bands, xp=xp)
+    if cfg.zeropoints:
+        apply_zeropoints(cat, cfg.zeropoints)
     if not cfg.photoz:  # the emulator's range (rank 0 flagged these already; re-derive)
         lo, hi = emu.zrange
         out_of = np.isfinite(cat.zred) & ((cat.zred < lo) | (cat.zred > hi))

@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--photoz", action="store_true", default=None,
                    help="redshift free (uniform prior over the emulator's range, or --zprior)")
     p.add_argument("--zprior", help="two-column (z, p) table of the redshift prior")
+    p.add_argument("--zeropoints", help="zeropoint table of `sedhpc calibrate-zp` to apply")
+    p.add_argument("--tract-column", help="catalog column of the zeropoints' tract labels")
     p.add_argument("--band", action="append", metavar="BAND=FLUX,ERR",
                    help="map a band to its flux and error columns (repeat per band)")
     p.add_argument("--units", help="flux units: maggies, nJy, uJy, mJy, Jy, ABmag or zp:<ZP>")
@@ -100,7 +102,7 @@ def _cmd_fit(args) -> int:
             raise ValueError(f"--band {spec!r}: expected BAND=FLUXCOLUMN,ERRORCOLUMN")
         columns.setdefault("bands", {})[name.strip()] = parts
     for key, val in (("units", args.units), ("id_column", args.id_column),
-                     ("redshift_column", args.z_column)):
+                     ("redshift_column", args.z_column), ("tract_column", args.tract_column)):
         if val is not None:
             columns[key] = val
     for spec in args.option or []:
@@ -109,6 +111,7 @@ def _cmd_fit(args) -> int:
     cfg = config.load(FitConfig, "fit", args.config, {
         "catalog": args.catalog, "out": args.out, "emulator": args.emulator, "sps": args.sps,
         "sampler": args.sampler, "photoz": args.photoz, "zprior": args.zprior,
+        "zeropoints": args.zeropoints,
         "seed": args.seed, "nsamples": args.nsamples, "floor": args.floor, "chunk": args.chunk,
         "shard": args.shard, "device": args.device, "new_run": args.new_run,
         "progress": False if args.no_progress else None,
