@@ -296,6 +296,7 @@ class _Chunks:
         self.started: dict[int, float] = {}
         self.done = self.failed = 0
         self.store_s = 0.0  # wall seconds spent writing chunks (incl. flush + fsync)
+        self.progress = lambda n, failed: None  # rank 0: its own galaxies, to the bar
 
     def rows(self, c: int) -> range:
         return range(c * self.cfg.chunk, min((c + 1) * self.cfg.chunk, len(self.cat.ids)))
@@ -305,12 +306,14 @@ class _Chunks:
         rows = self.rows(c)
         skip = (self.cat.flags[rows.start:rows.stop] & SKIP) != 0
         self.open[c] = {r: ({"skipped": True} if s else None) for r, s in zip(rows, skip)}
+        self.progress(int(skip.sum()), int(skip.sum()))
         self._maybe_write(c)
         return [r for r, s in zip(rows, skip) if not s]
 
     def result(self, r, res) -> None:
         c = r // self.cfg.chunk
         self.open[c][r] = {"res": res, "runtime": time.perf_counter() - self.started.pop(r)}
+        self.progress(1, int(res.error is not None))
         self._maybe_write(c)
 
     def _maybe_write(self, c: int) -> None:
@@ -450,10 +453,22 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
         from tqdm import tqdm
         bar = tqdm(total=total, unit="gal", desc="fit", smoothing=0.05)
 
-    def on_report(r, rep):
-        if bar:
+    failed = [0]
+
+    def on_report(r, rep):  # other ranks' progress, sent with their claims
+        if bar and r != 0:
             bar.update(rep.get("done", 0) + rep.get("failed", 0))
-            bar.set_postfix(failed=queue.totals.get("failed", 0), refresh=False)
+            failed[0] += rep.get("failed", 0)
+            bar.set_postfix(failed=failed[0], refresh=False)
+
+    def own(n, nfail):
+        bar.update(n)
+        if nfail:
+            failed[0] += nfail
+            bar.set_postfix(failed=failed[0], refresh=False)
+
+    if bar:
+        chunks.progress = own
 
     queue = WorkQueue(comm, todo, on_report, grain=(cfg.max_claim, 2))
     reported = {"done": 0, "failed": 0}
@@ -479,6 +494,8 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
                   callback=lambda res: chunks.result(res.galaxy, res), sigma_emu=None,
                   galaxies=feed(), tick=queue.serve, **cfg.sampler_options)
         queue.finish(silent_s=3600.0)
+        if bar:  # the other ranks' last galaxies finished after their last report
+            bar.update(max(0, total - bar.n))
     except RankLost:
         log.error("lost a rank; aborting")
         if comm is not None:
