@@ -366,7 +366,7 @@ class OOD:
     """Out-of-distribution flags of one fit (seed 003, Section 2):
 
     - ``OUT_OF_RANGE``: the posterior piles up at an emulator training-range edge inside the
-      prior's support (≥ ``edge_frac`` of the samples within 2 % of the range of that edge):
+      prior's support (by more than 1 % of the prior's range) (≥ ``edge_frac`` of the samples within 2 % of the range of that edge):
       the data want parameters the emulator was not trained on;
     - ``BAD_CHI2``: the best sample's χ² is improbable for the bands used,
       P(χ²_nbands > χ²) < ``p_chi2`` (conservative: the fit's own degrees of freedom are not
@@ -380,11 +380,11 @@ class OOD:
         if hasattr(emulator, "lo"):
             lo, hi = _host(emulator.lo).astype(float), _host(emulator.hi).astype(float)
             b = model.bounds
-            for k in model.free_index:
-                w = 0.02 * (hi[k] - lo[k])
-                if lo[k] > b[k, 0] + 1e-9:
+            for k in model.free_index:  # edges at least 1 % of the prior's range inside it
+                w, gap = 0.02 * (hi[k] - lo[k]), 0.01 * (b[k, 1] - b[k, 0])
+                if lo[k] > b[k, 0] + gap:
                     self.edges.append((k, lo[k], lo[k] + w))
-                if hi[k] < b[k, 1] - 1e-9:
+                if hi[k] < b[k, 1] - gap:
                     self.edges.append((k, hi[k] - w, hi[k]))
 
     def flags(self, res, nbands: int) -> int:
