@@ -488,11 +488,19 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
                     chunks.started[r] = time.perf_counter()
                     yield r
 
+    # a rank fills every free slot at once: with fewer galaxies than ranks × slots, the first
+    # rank would take them all, so slots are capped at this rank's share of the work
+    opts = dict(cfg.sampler_options)
+    share = max(1, -(-total // size))
+    if cfg.sampler == "ensemble" and "nslots" not in opts:
+        opts["nslots"] = min(2048 if xp == "cupy" else 64, share)
+    if cfg.sampler == "dynesty" and "nconcurrent" not in opts:
+        opts["nconcurrent"] = min(64, share)
     try:
         fit_batch(model, emu, cat.flux, cat.err, zred=cat.zred, mask=cat.mask, floor=cfg.floor,
                   sampler=cfg.sampler, seed=cfg.seed, nsamples=cfg.nsamples,
                   callback=lambda res: chunks.result(res.galaxy, res), sigma_emu=None,
-                  galaxies=feed(), tick=queue.serve, **cfg.sampler_options)
+                  galaxies=feed(), tick=queue.serve, **opts)
         queue.finish(silent_s=3600.0)
         if bar:  # the other ranks' last galaxies finished after their last report
             bar.update(max(0, total - bar.n))

@@ -72,7 +72,10 @@ def main(argv=None):
                     f"{v['bytes']:.0f} |")
     body += ["", "Checkpoint share: wall seconds inside the store's chunk writes (data, record, "
              "flush, fsync) over each rank's busy time (target < 5 %). Bytes per galaxy: 256 "
-             "samples × 18 quantities as uint16 with shuffle + gzip, percentiles and scalars."]
+             "samples × 18 quantities as uint16 with shuffle + gzip, percentiles and scalars. "
+             "Each rank's sampler slots are capped at its share of the galaxies (here "
+             f"{a.ngal} / 2 = {a.ngal // 2} with 2 ranks), so a small catalog splits evenly; "
+             "the efficiency includes each command's start-up (imports, emulator, catalog)."]
     write_section("engine", "Catalog engine: ranks, checkpoints, storage", "\n".join(body),
                   f"python tools/bench/bench_engine.py --ngal {a.ngal} --sampler {a.sampler}",
                   ("numpy", "h5py", "mpi4py"))
