@@ -13,7 +13,8 @@ N equal-weight posterior samples of P quantities (the free parameters, then log1
 mass, log10 SFR over 100 Myr, mass-weighted age in Gyr), quantised per galaxy and quantity
 affinely between the sample minimum ``qlo`` and maximum (step ``qstep``), stored with shuffle +
 gzip — ``percentiles`` (P, 5) at 2.5/16/50/84/97.5 % of the unquantised samples, ``logz``,
-``logzerr`` (dynesty), ``zred`` (the catalog's redshift, NaN if none), ``ess``, ``ncall``, ``chi2`` (best sample), ``nbands``, ``runtime`` (s).
+``logzerr`` (dynesty), ``zred`` (the catalog's redshift, NaN if none), ``ess``, ``ncall``,
+``chi2`` (best sample), ``nbands``, ``runtime`` (s).
 After a chunk's rows are written and flushed, its record ``(chunk, rows, first row, crc32)`` is
 appended to ``chunks`` and the file fsync'ed: a chunk is done exactly when its record is
 readable and its checksum matches; rows of a chunk without a valid record are ignored and the

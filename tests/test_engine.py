@@ -143,7 +143,7 @@ def test_single_process_fit_flags_and_stores(setup, tmp_path):
 def test_out_of_range_flag_when_the_posterior_piles_up_at_a_training_edge():
     from types import SimpleNamespace
 
-    from sedhpc.scheduler import OOD
+    from sedhpc.ood import OOD
 
     model = get_model("embedded")
     b = model.bounds.copy()

@@ -119,7 +119,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = a.emulator or str(Path(__file__).resolve().parents[1] / "sedhpc/emulator/data/default.h5")
+    from sedhpc.emulator import default_path
+    path = a.emulator or str(default_path())
     emu = Emulator(path, bands=BANDS, xp="numpy")
     model = get_model("embedded")
     rng = np.random.default_rng(np.random.SeedSequence(2026, spawn_key=(5,)))

@@ -17,7 +17,8 @@ Galaxies are taken from the ``galaxies`` iterable only when a slot frees up, so 
 feed it lazily (the catalog engine claims work from other ranks that way).
 
 Randomness: every galaxy draws from its own generator (``SeedSequence(seed,
-spawn_key=(key,))``, key = ``keys(galaxy)``, by default the galaxy id itself) in blocks of ``check_every`` steps, so its chain does not depend on
+spawn_key=(key,))``, key = ``keys(galaxy)``, by default the galaxy id itself) in blocks of
+``check_every`` steps, so its chain does not depend on
 which galaxies share the batch, and all per-step arithmetic is vectorised over slots.
 The state lives in the array module ``xp`` (numpy or CuPy; ``log_prob`` then receives and
 returns that module's arrays); convergence checks run on the host.
