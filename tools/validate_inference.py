@@ -7,7 +7,8 @@ floor, no emulator-error term).
 
 Writes OUT/summary.json (coverages, D statistics, photo-z mode masses, costs, settings,
 provenance), OUT/sbc_ranks.png (rank histograms) and OUT/photoz.png. Every stage saves its fits
-to OUT/cache_*.npz and is skipped when rerun with the same settings.
+to OUT/cache_*.npz and is skipped when rerun with the same settings; an interrupted stage
+resumes from OUT/partial_*.npz.
 """
 
 from __future__ import annotations
@@ -57,19 +58,41 @@ def quantity(model, res, truth, name):
 
 
 def run_fits(tag, out, model, emu, flux, err, z, sampler, opts):
-    cache = out / f"cache_{tag}.npz"
+    """Fits of every mock, cached in OUT/cache_<tag>.npz; while running, finished galaxies are
+    saved every 10 to OUT/partial_<tag>.npz, so an interrupted stage resumes where it stopped
+    (each galaxy's result depends only on its index and the seed)."""
+    cache, part = out / f"cache_{tag}.npz", out / f"partial_{tag}.npz"
     key = json.dumps({"sampler": sampler, "opts": opts, "n": len(flux),
                       "flux": float(np.nansum(flux))}, sort_keys=True)
     if cache.exists():
         c = np.load(cache, allow_pickle=True)
         if str(c["key"]) == key:
             return list(c["res"]), float(c["cpu"])
+    done, cpu0 = {}, 0.0
+    if part.exists():
+        c = np.load(part, allow_pickle=True)
+        if str(c["key"]) == key:
+            done, cpu0 = {r.galaxy: r for r in c["res"]}, float(c["cpu"])
     t0 = time.process_time()
-    res = fit_batch(model, emu, flux, err, zred=z, floor=0.0, sigma_emu=0.0, sampler=sampler,
-                    seed=11, **opts)
-    cpu = time.process_time() - t0
-    np.savez(cache, res=np.array(res, dtype=object), cpu=cpu, key=key)
-    return res, cpu
+
+    def save(path):
+        res = np.empty(len(done), dtype=object)
+        res[:] = [done[g] for g in sorted(done)]
+        np.savez(path, res=res, cpu=cpu0 + time.process_time() - t0, key=key)
+
+    def keep(r):
+        done[r.galaxy] = r
+        if len(done) % 10 == 0:
+            save(part)
+
+    todo = [g for g in range(len(flux)) if g not in done]
+    if todo:
+        fit_batch(model, emu, flux, err, zred=z, floor=0.0, sigma_emu=0.0, sampler=sampler,
+                  seed=11, galaxies=iter(todo), callback=keep, **opts)
+    save(cache)
+    part.unlink(missing_ok=True)
+    c = np.load(cache, allow_pickle=True)
+    return list(c["res"]), float(c["cpu"])
 
 
 def coverage(model, res, truth):
