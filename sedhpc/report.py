@@ -146,6 +146,7 @@ def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
         _ecdf_plot(summary["discrepancy"], out / "discrepancy.png")
     for g in galaxies:
         _galaxy_plot(run, int(g), out / f"galaxy_{int(g)}.png", truth)
+        _sed_plot(run, int(g), meta, out / f"sed_{int(g)}.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
     return summary
 
@@ -234,6 +235,51 @@ def _galaxy_plot(run: dict, row: int, path, truth=None) -> None:
                 ax.set_xlabel(names[j], fontsize=8)
             ax.tick_params(labelsize=6)
     fig.suptitle(f"{run['id'][k]} (row {row})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _sed_plot(run: dict, row: int, meta: dict, path) -> None:
+    """Observed fluxes (± errors) of catalog ``row`` against the posterior model fluxes
+    (median and 16–84 % band of the emulator — or SPS — at the stored samples), by pivot
+    wavelength."""
+    from .catalog import CatalogSpec, read_catalog
+    from .photometry import FilterSet, arsinh_to_maggies
+    from .scheduler import fit_model, FitConfig
+    from . import config as cfgmod
+
+    cfg = cfgmod.load(FitConfig, "fit", overrides=dict(meta["config"]), env={})
+    cat = read_catalog(cfg.catalog, CatalogSpec.from_dict(cfg.columns))
+    if cfg.sps:
+        from .sps.direct import DirectSPS
+        emu = DirectSPS(cfg.sps, cat.bands)
+    else:
+        from .emulator import Emulator
+        emu = Emulator(meta["emulator"], bands=cat.bands, xp="numpy")
+    model = fit_model(cfg)
+    k = int(np.flatnonzero(run["row"] == row)[0])
+    s = run["samples"][k]
+    theta = np.zeros((len(s), len(model.names)))
+    for j, name in enumerate(model.names):
+        theta[:, j] = s[:, run["names"].index(name)] if name in run["names"] else run["zred"][k]
+    x = arsinh_to_maggies(np.asarray(emu.predict(theta).mags, float))
+    lo, med, hi = np.percentile(x, [16, 50, 84], axis=0) * 3.631e12  # nJy
+    wave = np.array([f.pivot for f in FilterSet(cat.bands).filters])
+    i = int(np.flatnonzero(cat.rows == row)[0])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.fill_between(wave, lo, hi, color="C0", alpha=0.3, label="model 16–84 %")
+    ax.plot(wave, med, "o-", color="C0", ms=3, label="model median")
+    use = cat.mask[i]
+    ax.errorbar(wave[use], cat.flux[i, use] * 3.631e12, cat.err[i, use] * 3.631e12, fmt="ks",
+                ms=3, label="observed")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=max(np.nanmin(np.abs(med)), 1e-3))
+    ax.set_xlabel("pivot wavelength [Å]")
+    ax.set_ylabel("flux [nJy]")
+    ax.set_title(f"{run['id'][k]} (row {row})", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -149,5 +149,5 @@ def test_report_recovery_coverage_and_discrepancy(fitted):
     assert set(rec) >= {"logmass", "logzsol", "dust2", "log_sfr100", "mwa_gyr", "logmstar"}
     assert all(len(v["ranks"]) == 4 and 0 <= v["in95"] <= 1 for v in rec.values())
     assert s["discrepancy"]["n"] == 4 and len(s["discrepancy"]["logmass"]["D"]) == 4
-    for png in ("ranks.png", "discrepancy.png", "galaxy_0.png"):
+    for png in ("ranks.png", "discrepancy.png", "galaxy_0.png", "sed_0.png"):
         assert (out / png).stat().st_size > 1000
