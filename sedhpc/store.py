@@ -24,14 +24,13 @@ chunk is redone on resume. A new attempt never reopens old shards for writing.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .trainset.store import _crc, _open_shard
+from .trainset.store import _crc, _open_shard, append_chunk
 
 FORMAT_VERSION = 1
 PERCENTILES = (2.5, 16.0, 50.0, 84.0, 97.5)
@@ -98,18 +97,7 @@ class ShardWriter:
                 "samples": code, "qlo": lo, "qstep": step,
                 "percentiles": np.asarray(rows["percentiles"], "f4")}
         data.update({k: np.asarray(rows[k], dt) for k, dt in SCALARS.items()})
-        row0 = f["row"].shape[0]
-        for name, arr in data.items():
-            ds = f[name]
-            ds.resize(row0 + n, axis=0)
-            ds[row0:] = arr
-        f.flush()
-        rec = f["chunks"]
-        k = rec.shape[0]
-        rec.resize(k + 1, axis=0)
-        rec[k] = (chunk, n, row0, _checksum(data))
-        f.flush()
-        os.fsync(f.id.get_vfd_handle())
+        append_chunk(f, data, lambda row0: (chunk, n, row0, _checksum(data)))
 
     def close(self) -> None:
         if self.file:

@@ -39,6 +39,25 @@ def _crc(*arrays) -> int:
     return crc
 
 
+def append_chunk(f, arrays: dict, record) -> int:
+    """Append ``arrays`` (dataset → rows) to the open shard ``f``, flush, then append
+    ``record(first row)`` to ``f["chunks"]``, flush and fsync: the chunk is on disk before its
+    record exists. Returns the first row."""
+    row0 = f[next(iter(arrays))].shape[0]
+    for name, arr in arrays.items():
+        ds = f[name]
+        ds.resize(row0 + len(arr), axis=0)
+        ds[row0:] = arr
+    f.flush()
+    rec = f["chunks"]
+    k = rec.shape[0]
+    rec.resize(k + 1, axis=0)
+    rec[k] = record(row0)
+    f.flush()
+    os.fsync(f.id.get_vfd_handle())
+    return row0
+
+
 class ShardWriter:
     """Append-only, crash-consistent shard of one rank (one attempt)."""
 
@@ -63,26 +82,14 @@ class ShardWriter:
     def append(self, chunk: int, start: int, theta, phot, log_mfrac, ok, reason) -> None:
         """Write one finished chunk of draws ``start … start + len(theta) − 1``, then its record;
         flush and fsync so the record is on disk before the chunk counts as done."""
-        f = self.file
         n = len(theta)
-        row0 = f["index"].shape[0]
         arrays = {"index": np.arange(start, start + n, dtype="i8"),
                   "theta": np.asarray(theta, "f8"), "phot": np.asarray(phot, "f4"),
                   "log_mfrac": np.asarray(log_mfrac, "f4"), "ok": np.asarray(ok, "u1"),
                   "reason": np.array([r.encode()[:REASON_LEN] for r in reason],
                                      dtype=f"S{REASON_LEN}")}
-        for name, arr in arrays.items():
-            ds = f[name]
-            ds.resize(row0 + n, axis=0)
-            ds[row0:] = arr
-        f.flush()
-        crc = _crc(*arrays.values())
-        rec = f["chunks"]
-        k = rec.shape[0]
-        rec.resize(k + 1, axis=0)
-        rec[k] = (chunk, start, n, row0, crc)
-        f.flush()
-        os.fsync(f.id.get_vfd_handle())
+        append_chunk(self.file, arrays, lambda row0: (chunk, start, n, row0,
+                                                      _crc(*arrays.values())))
 
     def close(self) -> None:
         if self.file:
