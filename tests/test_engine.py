@@ -223,9 +223,12 @@ def _ranks_pids(out, attempt):
 @pytest.mark.parametrize("victims", ["one", "all"])
 def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
     """Kill when a random number of chunks (1 … all but two) is stored, plus a random delay of
-    up to 0.3 s, so every trial dies mid-run whatever the machine's speed."""
+    up to 0.3 s, so every trial dies mid-run whatever the machine's speed.  When one rank dies
+    holding no claim, the survivor may legitimately finish every chunk before the launcher takes
+    it down; that must still resume to the same results, and most trials must stop short."""
     rng = np.random.default_rng({"one": 1, "all": 2}[victims])
     nchunks = -(-N // 4)
+    partial = 0
     for trial in range(5):
         out = tmp_path / f"t{trial}"
         cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "sedhpc", "fit", str(setup["cat"]),
@@ -251,7 +254,8 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
             p.communicate()
         assert p.returncode != 0
         stored = len(store.scan(out).chunks)
-        assert 0 < stored < nchunks
+        assert 0 < stored <= nchunks if victims == "one" else 0 < stored < nchunks
+        partial += stored < nchunks
         res = sedhpc("fit", setup["cat"], "--config", setup["cfg"], "--out", out, ranks=2)
         assert res.returncode == 0, res.stderr[-3000:]
         assert f"{nchunks - stored} chunks" in "".join(
@@ -259,6 +263,7 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
         chk = sedhpc("check", out)
         assert chk.returncode == 0, chk.stdout
         assert_same(setup["ref"], out)
+    assert partial >= 3
 
 
 def test_file_level_problem_stops_before_any_work(setup, tmp_path):
