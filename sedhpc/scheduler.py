@@ -34,7 +34,7 @@ import numpy as np
 from . import config as cfgmod
 from . import store
 from .catalog import SKIP, CatalogSpec, Flags, read_catalog
-from .ood import OOD
+from .ood import OOD, ColourOOD
 from .parallel import RankLost, WorkQueue, world
 from .provenance import provenance
 
@@ -69,6 +69,7 @@ class FitConfig:
     device: str = "auto"
     new_run: bool = False
     progress: bool = True
+    colour_ood: bool = True  # flag colours far outside the training set (sedhpc.ood.ColourOOD)
 
     def validate(self) -> None:
         if self.sampler not in ("ensemble", "dynesty"):
@@ -290,8 +291,9 @@ class _Chunks:
     """This rank's claimed chunks: the galaxies still to fit, the results so far; writes a
     chunk to the shard when it is complete."""
 
-    def __init__(self, cfg, cat, model, quantities, writer_factory, log, ood):
+    def __init__(self, cfg, cat, model, quantities, writer_factory, log, ood, colour=None):
         self.cfg, self.cat, self.model, self.log, self.ood = cfg, cat, model, log, ood
+        self.colour = colour
         self.quantities, self.make_writer, self.writer = quantities, writer_factory, None
         self.open: dict[int, dict] = {}  # chunk → {row: result or None}
         self.started: dict[int, float] = {}
@@ -333,6 +335,12 @@ class _Chunks:
         out["nbands"] = self.cat.mask[out["row"]].sum(axis=1)
         if self.cat.zred is not None:
             out["zred"] = self.cat.zred[out["row"]]
+        judged = np.array([not e.get("skipped") for e in entries.values()], bool)
+        if self.colour is not None and judged.any():
+            r_ = out["row"][judged]
+            far = self.colour.flags(self.cat.flux[r_], self.cat.err[r_], self.cat.mask[r_],
+                                    None if self.cfg.photoz else self.cat.zred[r_])
+            out["flags"][np.flatnonzero(judged)[far]] |= Flags.COLOUR_OOD
         for k, (r, e) in enumerate(entries.items()):
             if e.get("skipped"):
                 self.failed += 1
@@ -407,7 +415,14 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     def writer():
         return store.ShardWriter(directory / "shards" / f"{tag}.h5", cfg.nsamples, quantities,
                                  attrs)
-    chunks = _Chunks(cfg, cat, model, quantities, writer, log, OOD(model, emu))
+    colour = None
+    if cfg.colour_ood and not cfg.sps:  # (a direct SPS would cost ~1000 calls per galaxy)
+        t1 = time.perf_counter()
+        colour = ColourOOD(model, emu, zfree=cfg.photoz)
+        log.info(f"colour OOD threshold {colour.threshold:.3g} (χ²_k/ν, quantile "
+                 f"{colour.quantile} of {colour.ncal} held-out training draws) in "
+                 f"{time.perf_counter() - t1:.1f} s")
+    chunks = _Chunks(cfg, cat, model, quantities, writer, log, OOD(model, emu), colour)
     log.info(f"rank {rank}/{size} pid {os.getpid()} ready after {time.perf_counter() - t0:.1f} s "
              f"(array module {xp}, GPU {dev}); {len(todo)} chunks to do")
 

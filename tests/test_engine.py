@@ -115,6 +115,8 @@ def test_single_process_fit_flags_and_stores(setup, tmp_path):
     assert np.all(np.isfinite(data["percentiles"][~skipped]))
     assert data["nbands"][2] == len(BANDS) - 1
     assert flags[6] & Flags.BAD_CHI2 and not np.any(flags[7:] & Flags.BAD_CHI2)
+    # the 20-times-too-bright band is also a colour no training SED has
+    assert flags[6] & Flags.COLOUR_OOD and not np.any(flags[7:] & Flags.COLOUR_OOD)
     # compression fidelity: quantiles of the stored (uint16) samples vs those of the exact
     # samples (stored percentiles were taken before quantisation): within 1 % of the 16–84 width
     pc = data["percentiles"][~skipped]
