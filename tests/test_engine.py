@@ -224,8 +224,9 @@ def _ranks_pids(out, attempt):
 @needs_mpi
 @pytest.mark.parametrize("victims", ["one", "all"])
 def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
-    """Kill when a random number of chunks (1 … all but two) is stored, plus a random delay of
-    up to 0.3 s, so every trial dies mid-run whatever the machine's speed.  When one rank dies
+    """Kill when a random number of chunks (1 … all but three) is stored, plus a random delay
+    shorter than the time between the last two chunks, so every trial dies mid-run whatever
+    the machine's speed.  When one rank dies
     holding no claim, the survivor may legitimately finish every chunk before the launcher takes
     it down; that must still resume to the same results, and most trials must stop short."""
     rng = np.random.default_rng({"one": 1, "all": 2}[victims])
@@ -237,11 +238,15 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
                "--config", str(setup["cfg"]), "--out", str(out), "--no-progress"]
         p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
-        target = int(rng.integers(1, nchunks - 1))
-        while p.poll() is None and (not (out / "shards").exists()
-                                    or len(store.scan(out, verify=False).chunks) < target):
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0, 0.3))
+        target = int(rng.integers(1, nchunks - 2))
+        seen, last, gap = 0, time.perf_counter(), 0.05
+        while p.poll() is None and seen < target:
+            time.sleep(0.01)
+            n = len(store.scan(out, verify=False).chunks) if (out / "shards").exists() else 0
+            if n > seen:  # the pace of chunks on this machine, now
+                now = time.perf_counter()
+                gap, last, seen = (now - last if seen else gap), now, n
+        time.sleep(rng.uniform(0, min(gap, 0.3)))  # somewhere inside the next chunk
         assert p.poll() is None, "the run ended before the kill"
         if victims == "all":
             os.killpg(p.pid, signal.SIGKILL)
