@@ -13,25 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
-
-
-def run(cmd, env):
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode:
-        raise RuntimeError(res.stderr[-3000:])
-    return time.perf_counter() - t0
+from report import fit_example, write_section  # noqa: E402
 
 
 def main(argv=None):
@@ -39,22 +28,10 @@ def main(argv=None):
     ap.add_argument("--ngal", type=int, default=64)
     ap.add_argument("--sampler", default="ensemble")
     a = ap.parse_args(argv)
-    from astropy.table import Table
-
-    data = Path(__file__).resolve().parents[2] / "sedhpc" / "data"
     tmp = Path(tempfile.mkdtemp(prefix="bench_engine_"))
-    cat = tmp / "cat.ecsv"
-    Table.read(data / "dc2_example.ecsv")[:a.ngal].write(cat)
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
-    rows, results = [], {}
+    results = {}
     for ranks in (1, 2):
-        out = tmp / f"r{ranks}"
-        cmd = [sys.executable, "-m", "sedhpc", "fit", str(cat), "--config",
-               str(data / "dc2_example.toml"), "--sampler", a.sampler, "--out", str(out),
-               "--no-progress"]
-        wall = run(cmd if ranks == 1 else [mpiexec, "-n", str(ranks), *cmd], env)
-        logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
+        wall, out, logs = fit_example(tmp, a.ngal, ranks, "--sampler", a.sampler)
         busy = [float(x) for x in re.findall(r"not fitted in ([\d.]+) s", logs)]
         store = [float(x) for x in re.findall(r"([\d.]+) s of it writing", logs)]
         nbytes = sum(p.stat().st_size for p in (out / "shards").glob("*.h5"))

@@ -74,3 +74,33 @@ def write_section(name: str, title: str, body: str, command: str, modules=("nump
     doc = pattern.sub(lambda _: text, doc) if pattern.search(doc) else doc + "\n" + text
     DOC.write_text(doc)
     print(text)
+
+
+def fit_example(tmp: Path, ngal: int, ranks: int, *args: str) -> tuple[float, Path, str]:
+    """Run `sedhpc fit` on the first ``ngal`` galaxies of the bundled example catalog with
+    its config (extra ``args``), on ``ranks`` MPI ranks with one BLAS thread each, into
+    ``tmp``/r<ranks>. Returns (wall seconds, fit directory, the ranks' logs)."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from astropy.table import Table
+
+    data = Path(__file__).resolve().parents[2] / "sedhpc" / "data"
+    cat = tmp / f"cat{ngal}.ecsv"
+    if not cat.exists():
+        Table.read(data / "dc2_example.ecsv")[:ngal].write(cat)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = tmp / f"r{ranks}"
+    cmd = [sys.executable, "-m", "sedhpc", "fit", str(cat), "--config",
+           str(data / "dc2_example.toml"), *args, "--out", str(out), "--no-progress"]
+    if ranks > 1:
+        mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or "mpiexec"
+        cmd = [mpiexec, "-n", str(ranks), *cmd]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(res.stderr[-3000:])
+    wall = time.perf_counter() - t0
+    return wall, out, "".join(p.read_text() for p in (out / "logs").glob("*.log"))
