@@ -1,0 +1,113 @@
+"""Ensemble-sampler moves side by side (issue [bench], the "≤ 2 CPU-s per converged galaxy"
+goal): the default stretch/DE mix against the opt-in independence moves (``ind_fraction``), on a
+correlated 15-d Gaussian (the ideal case) and on emulator mocks split into faint (median S/N < 3,
+prior-dominated) and well-measured galaxies.
+
+    python tools/bench/bench_moves.py [--ngal 64] [--threads 1]
+
+Mocks as in bench_inference.py (same seed: prior draws, 0.05 ≤ z ≤ 1.5, 11 bands, noise
+σ² = (0.05 x)² + (depth 26 / 5)²), default likelihood. Rewrites the ``moves`` section of
+docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import pin_threads, write_section  # noqa: E402
+
+pin_threads()
+
+import numpy as np  # noqa: E402
+
+from bench_inference import BANDS, mocks  # noqa: E402
+from sedhpc.emulator import Emulator, default_path  # noqa: E402
+from sedhpc.model import get_model  # noqa: E402
+from sedhpc.samplers import EnsembleSampler, fit_batch  # noqa: E402
+
+VARIANTS = (("stretch + DE (default)", {}), ("+ independence moves, ind_fraction 0.8",
+                                             {"ind_fraction": 0.8}))
+
+
+def summary(res, cpu, pick):
+    res = [r for r, p in zip(res, pick) if p]
+    n = len(res)
+    conv = sum(r.converged for r in res)
+    steps = np.array([r.nsteps for r in res], float)
+    tau = np.array([np.max(r.tau) for r in res])
+    return {"n": n, "conv": conv / max(n, 1), "cpu": cpu / max(n, 1),
+            "cpu_conv": cpu / max(conv, 1), "steps": float(np.median(steps)),
+            "tau": float(np.median(tau))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ngal", type=int, default=64)
+    ap.add_argument("--threads", default="1")
+    a = ap.parse_args()
+    rows = []
+    # a correlated 15-d Gaussian, 32 "galaxies"
+    d = 15
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((d, d))
+    prec = np.linalg.inv(m @ m.T / d + np.diag(rng.uniform(0.01, 1.0, d)))
+
+    def logp(x, g):
+        return -0.5 * np.einsum("ni,ij,nj->n", x, prec, x)
+
+    for label, opts in VARIANTS:
+        t0 = time.process_time()
+        res = EnsembleSampler(logp, lambda r, g, n: 2 * r.standard_normal((n, d)), d,
+                              nslots=32, seed=1, **opts).run(range(32))
+        cpu = time.process_time() - t0
+        rows.append(("15-d correlated Gaussian", label,
+                     summary(list(res.values()), cpu, [True] * 32)))
+    # emulator mocks: CPU time is shared by all galaxies of a run, split pro rata by steps
+    emu = Emulator(str(default_path()), bands=BANDS, xp="numpy")
+    model = get_model("embedded")
+    _, flux, err, z = mocks(model, emu, a.ngal, 7)
+    faint = np.median(flux / err, axis=1) < 3
+    for label, opts in VARIANTS:
+        t0 = time.process_time()
+        res = fit_batch(model, emu, flux, err, zred=z, sampler="ensemble", seed=1, **opts)
+        cpu = time.process_time() - t0
+        calls = np.array([r.diagnostics["ncall"] for r in res], float)
+        for name, pick in (("all mocks", np.ones(a.ngal, bool)), ("faint (S/N < 3)", faint),
+                           ("well measured (S/N ≥ 3)", ~faint)):
+            part = cpu * calls[pick].sum() / calls.sum()
+            rows.append((name, label, summary(
+                [type("R", (), {"converged": r.converged, "nsteps": r.diagnostics["nsteps"],
+                                "tau": r.diagnostics["tau"]}) for r in res], part, pick)))
+    lines = ["| target | moves | galaxies | converged | CPU-s / galaxy | CPU-s / converged galaxy "
+             "| steps (median) | max τ (median, steps) |", "|---|---|---|---|---|---|---|---|"]
+    for target, label, s in rows:
+        lines.append(f"| {target} | {label} | {s['n']} | {s['conv']:.0%} | {s['cpu']:.2f} | "
+                     f"{s['cpu_conv']:.2f} | {s['steps']:.0f} | {s['tau']:.0f} |")
+    body = "\n".join(lines) + """
+
+- Both variants in the same run, same seeds; default sampler settings otherwise (W = 32
+  walkers, ≤ 5000 steps, converged = second half of the chain > 10 τ, ESS ≥ 256, R-hat < 1.1).
+  Mock CPU time is split between faint and well-measured galaxies in proportion to their
+  likelihood calls.
+- Independence moves: a multivariate t (ν = 15) fitted to the galaxy's burn-in chain, refitted
+  3 times (burn-in restarts after each fit), tried in 80 % of half-steps (scaled down where
+  they are rarely accepted). They cut τ several-fold where the posterior is close to Gaussian in
+  the sampler's probit coordinates (faint, prior-dominated galaxies) but not for well-measured
+  galaxies, whose posteriors are curved: on three well-measured inference-validation mocks
+  the τ estimate grows with the chain (≈ 250 steps at 5000, ≈ 800 at 20000) and does not fall
+  with 64 or 128 walkers, so true τ is longer than any affordable run; these galaxies end
+  flagged not converged. Hence opt-in (`--option ind_fraction=0.8`). The ≤ 2 CPU-s per
+  converged galaxy goal is not reached for well-measured galaxies by either variant: that needs
+  gradient-based moves (HMC on the emulator's analytic gradient), the planned next step.
+"""
+    write_section("moves", "Ensemble moves: cost per converged galaxy", body,
+                  "python tools/bench/bench_moves.py " + " ".join(sys.argv[1:]),
+                  modules=("numpy",))
+
+
+if __name__ == "__main__":
+    main()
