@@ -7,6 +7,10 @@ samplers → scheduler → store) → ``cli``.
 
 __version__ = "0.1.0"
 
+from ._threads import limit_threads  # noqa: E402  (before numpy: BLAS reads it at load)
+
+limit_threads()
+
 from .model import get_model, list_models  # noqa: E402
 
 __all__ = ["__version__", "get_model", "list_models"]

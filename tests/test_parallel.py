@@ -36,3 +36,29 @@ def test_dynamic_claiming(ranks):
     assert out["totals"] == {"items": 90}
     assert all(len(r) > 0 for r in per_rank)  # rank 0 computes too
     assert len(per_rank[0]) > len(per_rank[-1])  # the fastest rank takes the most
+
+
+def test_blas_threads_are_limited_per_rank_under_mpi():
+    """Under an MPI launcher, unset BLAS/OpenMP thread counts become cores ÷ ranks on the node
+    (≥ 1); a value the user set is kept; outside MPI nothing is touched."""
+    import os
+    import subprocess
+    import sys
+    code = ("import os, sedhpc; print(os.environ.get('OPENBLAS_NUM_THREADS'), "
+            "os.environ.get('OMP_NUM_THREADS'))")
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS") and not
+            k.startswith(("PMI", "MPI_LOCAL", "OMPI_", "PMIX", "SLURM"))}
+    cores = len(os.sched_getaffinity(0))
+
+    def run(**env):
+        out = subprocess.run([sys.executable, "-c", code], env={**base, **env},
+                             capture_output=True, text=True, check=True)
+        return out.stdout.split()
+    assert run() == ["None", "None"]
+    per = str(max(1, cores // 4))
+    assert run(MPI_LOCALNRANKS="4", PMI_SIZE="8") == [per, per]
+    assert run(OMPI_COMM_WORLD_LOCAL_SIZE="4") == [per, per]
+    assert run(PMI_SIZE="1") == ["None", "None"]
+    assert run(SLURM_STEP_TASKS_PER_NODE="4(x2)") == [per, per]
+    assert run(SLURM_NTASKS="16") == ["None", "None"]  # a batch shell, not an srun step
+    assert run(MPI_LOCALNRANKS="4", OPENBLAS_NUM_THREADS="3") == ["3", per]
