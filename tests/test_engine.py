@@ -212,6 +212,26 @@ def test_array_job_of_three_shards_plus_merge_equals_single_run(setup, tmp_path)
             np.testing.assert_array_equal(a[c], b[c], err_msg=c)
 
 
+def _wait_gone(pids, timeout=20.0):
+    """Wait until the processes ``pids`` have exited: a SIGKILLed rank inside a system call
+    (a rename, an fsync) finishes it first, so its last chunk can land after the launcher is
+    reaped; the store must be scanned only when no rank can still write."""
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        alive = []
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        alive.append(pid)
+            except OSError:
+                pass
+        if not alive:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"ranks {alive} still running {timeout} s after the kill")
+
+
 def _ranks_pids(out, attempt):
     pids = []
     for log in (out / "logs").glob(f"a{attempt:03d}-*.log"):
@@ -248,11 +268,13 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
                 gap, last, seen = (now - last if seen else gap), now, n
         time.sleep(rng.uniform(0, min(gap, 0.3)))  # somewhere inside the next chunk
         assert p.poll() is None, "the run ended before the kill"
-        if victims == "all":
+        pids = _ranks_pids(out, 1)
+        assert len(pids) == 2
+        if victims == "all":  # Hydra starts each rank in its own session: kill them by pid
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
             os.killpg(p.pid, signal.SIGKILL)
         else:
-            pids = _ranks_pids(out, 1)
-            assert len(pids) == 2
             os.kill(pids[rng.integers(2)], signal.SIGKILL)
         try:
             p.communicate(timeout=TIMEOUT)
@@ -260,6 +282,7 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
             os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
         assert p.returncode != 0
+        _wait_gone(pids)
         stored = len(store.scan(out).chunks)
         assert 0 < stored <= nchunks if victims == "one" else 0 < stored < nchunks
         partial += stored < nchunks

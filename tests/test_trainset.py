@@ -103,6 +103,22 @@ def test_ranks_give_identical_sets(reference, tmp_path, ranks):
     assert scan(out).duplicates == 0
 
 
+def _procs_on(out) -> list[int]:
+    """Live (non-zombie) processes whose command line names ``out``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if str(out).encode() not in (d / "cmdline").read_bytes():
+                continue
+            if (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                pids.append(int(d.name))
+        except OSError:
+            pass
+    return pids
+
+
 @needs_mpi
 def test_kill_and_resume_gives_same_set(reference, tmp_path):
     out = tmp_path / "killed"
@@ -113,8 +129,18 @@ def test_kill_and_resume_gives_same_set(reference, tmp_path):
         if (out / "shards").exists() and len(scan(out).chunks) >= 3:
             break
         time.sleep(0.02)
+    # Hydra starts each rank in its own session, so killing the launcher's group does not
+    # reach them: kill every process working on this output by pid, and wait until all are gone
+    # (one inside a system call finishes it first) before taking stock
+    ranks = _procs_on(out)
+    for pid in ranks:
+        os.kill(pid, signal.SIGKILL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
+    t0 = time.monotonic()
+    while _procs_on(out) and time.monotonic() - t0 < 20:
+        time.sleep(0.02)
+    assert not _procs_on(out), "ranks still running after SIGKILL"
     partial = scan(out)
     assert not (out / "trainset.h5").exists(), "run finished before it could be killed"
     assert 3 <= len(partial.chunks) < N // CHUNK
