@@ -4,13 +4,13 @@ G slots × W walkers advance together: each half-step proposes new positions for
 active slot's walkers and evaluates all of them in **one** call of ``log_prob``. Moves: stretch
 (Goodman & Weare 2010), differential evolution (ter Braak 2006; also jumps between modes) and,
 optionally (``ind_fraction`` > 0), independence proposals from a multivariate Student t fitted
-to the galaxy's own burn-in chain. Stretch and DE moves alone mix slowly in ~15 dimensions
-(integrated autocorrelation time τ ≈ 60 steps on a 15-d Gaussian with DE moves only, ≈ 150 on
-the posteriors of faint galaxies, ≈ 250 on well-measured ones, whose posteriors are curved in the
-SFH ratios). Measured (session notes, 2026-11-24): with ``ind_fraction=0.8`` τ falls to ≈ 4
-steps on a correlated 15-d Gaussian and faint galaxies converge in ≈ 1000 instead of ≈ 3500
-steps, but well-measured galaxies are not helped (independence acceptance ≈ 3 %) and narrow
-two-mode photo-z posteriors are not either, so it is off by default. Adaptation is done in
+to the galaxy's own burn-in chain. Stretch and DE moves alone mix slowly in ~15 dimensions:
+integrated autocorrelation time τ ≈ 70 steps on a correlated 15-d Gaussian, ≈ 100 on faint
+galaxies' posteriors and ≥ 250 (growing with the chain) on well-measured ones, whose posteriors
+are curved ridges in the SFH ratios. Measured (docs/BENCHMARKS.md, "Ensemble moves"): with
+``ind_fraction=0.8`` τ falls to ≈ 6 steps on the Gaussian and faint galaxies converge in ≈ 1300
+instead of ≈ 3700 steps, but well-measured galaxies are not helped (independence acceptance
+≈ 3 %), nor are narrow two-mode photo-z posteriors, so it is off by default. Adaptation is done in
 rounds: after ``adapt_steps`` steps the proposal is (re)fitted to the second half of the chain so
 far and the burn-in starts again, so every chain used for the output has one fixed transition
 kernel — exact MCMC whatever the fit's quality (a poor fit only lowers the acceptance of those
@@ -324,9 +324,9 @@ class EnsembleSampler:
     def _propose(self, xm, xo, u, ind=None):
         """Proposals for the moving walkers ``xm`` (A, h, d) given the other half ``xo`` and
         uniforms ``u`` (A, 2 + 4h [+ 1]) per slot: [move, γ, z or ε (h), partner i (h),
-        partner j (h), accept (h), independence move (only if enabled)]; ``ind`` = (use (A,), normals (A, h, d + ν), μ (A, d),
-        L (A, d, d), L⁻¹) for independence moves, or None. Returns (y, log proposal
-        factor)."""
+        partner j (h), accept (h), independence move (only if enabled)]; ``ind`` = (use (A,),
+        normals (A, h, d + ν), μ (A, d), L (A, d, d), L⁻¹) for independence moves, or None.
+        Returns (y, log proposal factor)."""
         xp = self.xp
         A, h, d = xm.shape
         de = u[:, 0] < self.de_fraction
