@@ -1,0 +1,78 @@
+"""Zeropoint injection–recovery (issue [hierarchy]): offsets injected into 3 bands of each of 2
+tracts of an emulator mock (prior draws at known redshifts, LSST ugrizy + SDSS ugriz, S/N
+uniform in [snr, 4·snr] per galaxy), recovered by `sedhpc.zeropoints.calibrate`; writes
+OUT/zeropoint_recovery.json and prints a Markdown table (recovered − injected, error, bias
+correction per band and tract).
+
+    python tools/zeropoint_recovery.py --n 300 --snr 50 --bias-sims 2 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sedhpc import provenance, zeropoints
+from sedhpc.emulator import Emulator, default_path
+from sedhpc.model import get_model
+from sedhpc.photometry import A, B, U0
+
+BANDS = [f"lsst_baseline_{b}" for b in "ugrizy"] + [f"sdss_{b}0" for b in "ugriz"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=300, help="calibrators per tract")
+    ap.add_argument("--snr", type=float, default=50.0, help="lowest S/N (highest: 4×)")
+    ap.add_argument("--bias-sims", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(np.random.SeedSequence(a.seed, spawn_key=(8,)))
+    emu = Emulator(default_path(), bands=BANDS, xp="numpy")
+    model = get_model("embedded")
+    inj = np.zeros((2, len(BANDS)))
+    inj[0, [1, 4, 7]] = [0.05, -0.03, 0.08]
+    inj[1, [0, 5, 9]] = [-0.06, 0.10, 0.02]
+    n = 2 * a.n
+    z = rng.uniform(0.05, 1.5, n)
+    theta = model.sample(rng, n, fixed_values=z[:, None])
+    x = 2 * B * np.sinh((U0 - emu.predict(theta).mags.astype(float)) / A)
+    err = x / rng.uniform(a.snr, 4 * a.snr, (n, 1))
+    tract = np.repeat(np.array(["A", "B"]), a.n)
+    flux = x * 10 ** (0.4 * inj[(tract == "B").astype(int)]) + err * rng.standard_normal(x.shape)
+    t0, c0 = time.time(), time.process_time()
+    res = zeropoints.calibrate(model, emu, flux, err, z, np.ones(x.shape, bool), tract,
+                               reference="lsst_baseline_r", floor=0.0, sigma_emu=0.0,
+                               bias_sims=a.bias_sims, seed=a.seed)
+    wall, cpu = time.time() - t0, time.process_time() - c0
+    d = res["offset"] - inj
+    free = np.arange(len(BANDS)) != BANDS.index("lsst_baseline_r")
+    pull = d[:, free] / res["error"][:, free]
+    summary = {"config": vars(a), "bands": BANDS, "injected": inj.tolist(),
+               "recovered": res["offset"].tolist(), "error": res["error"].tolist(),
+               "bias": res["bias"].tolist(), "max_abs_diff": float(np.max(np.abs(d))),
+               "rms_pull": float(np.sqrt(np.mean(pull ** 2))), "converged": res["converged"],
+               "steps": res["iterations"], "wall_s": wall, "cpu_s": cpu,
+               "emulator_calls": res["emulator_calls"],
+               "provenance": provenance.provenance("zeropoint-recovery", 1, vars(a))}
+    (out / "zeropoint_recovery.json").write_text(json.dumps(summary, indent=1))
+    print(f"{a.n} calibrators per tract, S/N {a.snr:g}–{4 * a.snr:g}, {a.bias_sims} simulated "
+          f"sets: max |recovered − injected| {summary['max_abs_diff']:.4f} mag, rms pull "
+          f"{summary['rms_pull']:.2f}, {wall:.0f} s wall, {cpu:.0f} CPU-s\n")
+    print("| tract | band | injected | recovered − injected | error | bias removed |")
+    print("|---|---|---|---|---|---|")
+    for t, name in enumerate(res["tracts"]):
+        for j, b in enumerate(BANDS):
+            print(f"| {name} | {b} | {inj[t, j]:+.3f} | {d[t, j]:+.4f} | "
+                  f"{res['error'][t, j]:.4f} | {res['bias'][t, j]:+.4f} |")
+
+
+if __name__ == "__main__":
+    main()
