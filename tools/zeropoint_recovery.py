@@ -30,6 +30,8 @@ def main(argv=None):
     ap.add_argument("--snr", type=float, default=50.0, help="lowest S/N (highest: 4×)")
     ap.add_argument("--bias-sims", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-injection", action="store_true",
+                    help="inject nothing (what the estimator finds on clean photometry)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -40,6 +42,7 @@ def main(argv=None):
     inj = np.zeros((2, len(BANDS)))
     inj[0, [1, 4, 7]] = [0.05, -0.03, 0.08]
     inj[1, [0, 5, 9]] = [-0.06, 0.10, 0.02]
+    inj *= not a.no_injection
     n = 2 * a.n
     z = rng.uniform(0.05, 1.5, n)
     theta = model.sample(rng, n, fixed_values=z[:, None])
