@@ -23,8 +23,8 @@ def register(sub) -> None:
     p.add_argument("--iterations", type=int, default=30, help="most offset steps")
     p.add_argument("--clip", type=float, default=5.0,
                    help="leave out galaxy-bands this many σ from their model")
-    p.add_argument("--bias-sims", type=int, default=2,
-                   help="simulated calibration sets for the bias correction (0: none)")
+    p.add_argument("--bias-sims", type=int, default=0,
+                   help="simulated calibration sets for the bias correction (default 0: none; experimental, see README)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_calibrate)
 
