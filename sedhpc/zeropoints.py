@@ -61,7 +61,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .photometry import A, B, U0
+from .photometry import A, B
 
 LN10_04 = 0.4 * np.log(10.0)
 
@@ -94,9 +94,8 @@ class _Modes:
     def model_flux(self, v, g):
         """Model maggies (n, nbands) at probit points ``v`` (n, p) of galaxies ``g`` (n,)."""
         theta = self.model.unit_transform(special.ndtr(v), self.zred[g])
-        u = self.emu.predict(theta).mags
         self.calls += len(v)
-        return 2.0 * B * np.sinh((U0 - u) / A)
+        return self.emu.predict(theta).maggies
 
     def sigma(self, m, g):
         s_emu = (2.0 * B / A) * self.sig_u[g] * np.sqrt(1.0 + (m / (2.0 * B)) ** 2)
@@ -218,8 +217,8 @@ def _estimate(modes, t_idx, nt, ref, iterations, tol_mag, clip, ndraws, nstarts,
         if np.max(np.abs(step)) < tol_mag:
             converged = True
             break
-        # backtracking: the galaxies follow the offsets (linear prediction, then LM); keep
-        # the step only where the summed objective goes down
+        # backtracking: the galaxies follow the offsets (linear prediction, then LM); the
+        # step is halved until the summed objective goes down (at most 8 times)
         for _ in range(8):
             o_try = offset + step
             v_try = v - np.einsum("nib,nb->ni", Ainv_C, step[t_idx])
@@ -254,13 +253,12 @@ def _mock_like(model, modes, rng, ref):
     theta = model.sample(rng, G, fixed_values=modes.zred)
     i = model.index("logmass")
     lo, hi = model.bounds[i]
-    xp_ = modes.emu.predict(theta).mags
-    m = 2.0 * B * np.sinh((U0 - xp_) / A)
+    m = modes.emu.predict(theta).maggies
     x_ref = modes.x[:, ref]
     ok = modes.mask[:, ref] & (x_ref > 0) & (m[:, ref] > 0)
     shift = np.where(ok, np.log10(np.where(ok, x_ref, 1.0) / np.where(ok, m[:, ref], 1.0)), 0)
     theta[:, i] = np.clip(theta[:, i] + shift, lo, hi)
-    m = 2.0 * B * np.sinh((U0 - modes.emu.predict(theta).mags) / A)
+    m = modes.emu.predict(theta).maggies
     # the galaxy's errors, scaled up where the draw is brighter than the galaxy (so its S/N in
     # a band is never above the galaxy's: a sky-limited band keeps its error)
     e = modes.e * np.maximum(1.0, np.abs(m) / np.maximum(np.abs(modes.x), modes.e))
@@ -289,6 +287,18 @@ def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str
     labels, t_idx = np.unique(tract, return_inverse=True)
     if reference is not None and reference not in emulator.bands:
         raise ValueError(f"reference band {reference!r} is not among {emulator.bands}")
+    if clip <= 0 or bias_sims < 0 or iterations < 1:
+        raise ValueError(f"need clip > 0, bias_sims ≥ 0, iterations ≥ 1; got {clip}, "
+                         f"{bias_sims}, {iterations}")
+    zred = np.asarray(zred, float).reshape(-1)
+    if zred.shape != (G,):
+        raise ValueError(f"zred has {zred.size} values for {G} galaxies")
+    zlo, zhi = emulator.zrange
+    bad = ~np.isfinite(zred) | (zred < zlo) | (zred > zhi)
+    if bad.any():
+        raise ValueError(f"calibration needs a redshift inside the emulator's range "
+                         f"{emulator.zrange} for every galaxy; {int(bad.sum())} of {G} have "
+                         f"none (first: row {int(np.argmax(bad))}, z = {zred[bad][0]})")
     ref = emulator.bands.index(reference) if reference else nb // 2
     seqs = np.random.SeedSequence(seed).spawn(1 + 2 * bias_sims)
     modes = _Modes(model, emulator, obs.flux, obs.err, zred, obs.mask, floor, sigma_emu)

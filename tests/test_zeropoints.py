@@ -2,6 +2,7 @@
 how `sedhpc fit` applies them to a catalog."""
 
 import numpy as np
+import pytest
 from astropy.table import Table
 
 from sedhpc import zeropoints
@@ -109,3 +110,19 @@ def test_calibrate_zp_command_writes_a_table_fit_can_apply(tmp_path, capsys):
     assert zp.meta["sedhpc_kind"] == "zeropoints" and "git_hash" in zp.meta
     factors = zeropoints.read(out, list(zp["band"][:6]))
     assert set(factors) == {"t1", "t2"} and np.all(factors["t1"] > 0)
+
+
+def test_calibrate_rejects_bad_input_with_clear_errors():
+    from sedhpc.emulator import Emulator, default_path
+    from sedhpc.model import get_model
+
+    emu = Emulator(default_path(), bands=BANDS, xp="numpy")
+    f = np.full((3, 3), 1e-9)
+    cases = [({"zred": [0.5, np.nan, 9.0]}, "2 of 3 have none"),
+             ({"zred": [0.5, 0.5]}, "2 values for 3 galaxies"),
+             ({"zred": [0.5] * 3, "reference": "sdss_u0"}, "not among"),
+             ({"zred": [0.5] * 3, "clip": 0.0}, "clip > 0")]
+    for kw, msg in cases:
+        z = kw.pop("zred")
+        with pytest.raises(ValueError, match=msg):
+            zeropoints.calibrate(get_model("embedded"), emu, f, f / 50, z, None, **kw)
