@@ -88,19 +88,19 @@ class NestedResult:
 
 
 def _run_one(g, loglike, ndim, seed, nlive, dynamic, dlogz, sample, maxcall, nsamples,
-             maxbatch, walks, key):
+             maxbatch, walks, slices, key):
     import dynesty
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(key),)))
     ident = _identity
     if dynamic:
         s = dynesty.DynamicNestedSampler(loglike, ident, ndim, bound="multi", sample=sample,
-                                         walks=walks, rstate=rng)
+                                         walks=walks, slices=slices, rstate=rng)
         s.run_nested(nlive_init=nlive, dlogz_init=dlogz, maxcall=maxcall,
                      maxbatch=maxbatch, wt_kwargs={"pfrac": 1.0}, print_progress=False)
     else:
         s = dynesty.NestedSampler(loglike, ident, ndim, nlive=nlive, bound="multi",
-                                  sample=sample, walks=walks, rstate=rng)
+                                  sample=sample, walks=walks, slices=slices, rstate=rng)
         s.run_nested(dlogz=dlogz, maxcall=maxcall, print_progress=False)
     r = s.results
     w = r.importance_weights()
@@ -120,7 +120,7 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
                dynamic: bool = False, dlogz: float = 0.1, sample: str = "rslice",
                maxcall: int | None = None, nsamples: int = 256, nconcurrent: int = 64,
                maxbatch: int | None = None, walks: int | None = None,
-               batched: bool = True, callback=None,
+               slices: int | None = None, batched: bool = True, callback=None,
                stats: dict | None = None, keys=None, tick=None,
                keep: bool = True) -> dict[int, NestedResult]:
     """Run dynesty (static, or dynamic with ``dynamic=True``) on every galaxy id in
@@ -131,8 +131,9 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
     (random slices, ndim + 3 per proposal) — with "rwalk" (dynesty's own choice for 10–20
     dimensions) the 17-parameter posteriors came out too narrow on multimodal galaxies
     (docs/inference); ``walks`` the random-walk length of ``sample='rwalk'``
-    (dynesty's default: ndim + 20); ``maxcall`` a cap on likelihood calls per galaxy (hit
-    → ``converged`` False).
+    (dynesty's default: ndim + 20); ``slices`` the slice updates per proposal of
+    ``sample='rslice'`` (default ndim + 3) or ``'slice'`` (default 3 sweeps); ``maxcall`` a
+    cap on likelihood calls per galaxy (hit → ``converged`` False).
 
     With ``batched`` (default), up to ``nconcurrent`` galaxies run at once in threads and their
     likelihood calls are evaluated together through a :class:`BatchDispatcher`; a finished
@@ -146,7 +147,8 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
     todo = iter(galaxies)
     results: dict[int, NestedResult] = {}
     opts = dict(ndim=ndim, seed=seed, nlive=nlive, dynamic=dynamic, dlogz=dlogz, sample=sample,
-                maxcall=maxcall, nsamples=nsamples, maxbatch=maxbatch, walks=walks)
+                maxcall=maxcall, nsamples=nsamples, maxbatch=maxbatch, walks=walks,
+                slices=slices)
     lock = threading.Lock()
 
     def key(g):
