@@ -277,6 +277,12 @@ def _read_table(path: str, fmt: str) -> Table:
                            "and in that format?") from exc
 
 
+def read_table(path, format: str | None = None) -> Table:
+    """The catalog file ``path`` as an astropy Table, read the way ``sedhpc fit`` reads it
+    (format from the extension unless given; an HDF5 group of 1-D datasets is a table)."""
+    return _read_table(str(path), _format_of(str(path), format))
+
+
 def _check_columns(table: Table, spec: CatalogSpec, path: str) -> None:
     """Every mapped column exists; flux, error and redshift columns are numeric and 1-D."""
     numeric = [c for cols in spec.bands.values() for c in cols]

@@ -91,6 +91,42 @@ def discrepancy(a: dict, b: dict, names=None) -> dict:
     return out
 
 
+_OPS = {"<=": np.less_equal, ">=": np.greater_equal, "<": np.less, ">": np.greater,
+        "==": np.equal, "!=": np.not_equal}
+
+
+def parse_where(text: str) -> tuple[str, str, float]:
+    """``"COLUMN OP VALUE"`` (OP one of < <= > >= == !=) → (column, op, value)."""
+    import re
+
+    m = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*", text)
+    if not m:
+        raise ValueError(f"--where {text!r}: expected COLUMN OP VALUE with OP one of "
+                         f"{' '.join(_OPS)}, e.g. 'snr_lsst_baseline_i > 10'")
+    try:
+        value = float(m.group(3))
+    except ValueError:
+        raise ValueError(f"--where {text!r}: {m.group(3)!r} is not a number") from None
+    return m.group(1), m.group(2), value
+
+
+def select(run: dict, truth, where) -> dict:
+    """``run`` restricted to the galaxies whose truth-table row meets every condition of
+    ``where`` (strings "COLUMN OP VALUE"; NaN never meets one)."""
+    index = {str(i): k for k, i in enumerate(truth["id"])}
+    rows = np.array([index.get(i, -1) for i in run["id"]], int)
+    keep = rows >= 0
+    for text in where:
+        col, op, value = parse_where(text)
+        if col not in truth.colnames:
+            raise ValueError(f"--where {text!r}: the truth table has no column {col!r}")
+        v = np.asarray(truth[col], float)[np.maximum(rows, 0)]
+        keep &= _OPS[op](v, value)
+    n = len(run["row"])
+    return {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == n else v)
+            for k, v in run.items()}
+
+
 def photoz_metrics(z_phot, z_true, bins=None) -> dict:
     """σ_NMAD, bias and outlier fraction overall (and per bin of true redshift)."""
     z_phot, z_true = np.asarray(z_phot, float), np.asarray(z_true, float)
@@ -110,24 +146,33 @@ def photoz_metrics(z_phot, z_true, bins=None) -> dict:
 
 
 def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
-                catalog_z=None) -> dict:
+                catalog_z=None, where=()) -> dict:
     """Write OUT/summary.json and PNGs for the fit ``directory`` (see the module docstring);
     ``reference``: a second fit directory of the same catalog for D statistics; ``galaxies``:
-    catalog rows to draw per-galaxy plots for."""
+    catalog rows to draw per-galaxy plots for; ``where``: conditions on truth-table columns
+    ("COLUMN OP VALUE", all must hold) that restrict the report to a subset, e.g. the
+    detected galaxies of a mock ("snr_lsst_baseline_i > 10")."""
     from astropy.table import Table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if where and not truth_path:
+        raise ValueError("--where selects on truth-table columns: give --truth")
+    for text in where:
+        parse_where(text)
     run = load(directory)
+    tt = Table.read(truth_path) if truth_path else None
+    if where:
+        run = select(run, tt, where)
     meta = json.loads((Path(directory) / "fit.json").read_text())
     summary = {"fit": str(directory), "fitted": int(len(run["row"])),
+               **({"where": list(where)} if where else {}),
                "not_converged": float(np.mean((run["flags"] & Flags.NOT_CONVERGED) != 0))
                if len(run["row"]) else float("nan"),
                "provenance": meta.get("provenance", {})}
     names = [n for n in QUANTITIES if n in run["names"]]
     truth = None
     if truth_path:
-        tt = Table.read(truth_path)
         truth = truth_values(run, tt, names)
         summary["recovery"] = recovery_and_coverage(run, truth)
         _rank_plot(summary["recovery"], out / "ranks.png")

@@ -56,6 +56,8 @@ def test_mock_catalog_truth_and_column_map(mock):
     b = "lsst_baseline_i"
     sig = 10 ** (-0.4 * 26.5) / 5 * 3.631e12
     np.testing.assert_allclose(cat[f"e_{b}"], np.hypot(sig, 0.02 * truth[f"true_{b}"] * 3.631e12))
+    np.testing.assert_allclose(truth[f"snr_{b}"] * cat[f"e_{b}"], truth[f"true_{b}"] * 3.631e12,
+                               rtol=1e-10)
     assert "sedhpc_version" in cat.meta and "git_hash" in truth.meta
     import tomllib
     spec = CatalogSpec.from_dict(tomllib.loads((mock / "m_fit.toml").read_text())["fit"]["columns"])
@@ -151,3 +153,22 @@ def test_report_recovery_coverage_and_discrepancy(fitted):
     assert s["discrepancy"]["n"] == 4 and len(s["discrepancy"]["logmass"]["D"]) == 4
     for png in ("ranks.png", "discrepancy.png", "galaxy_0.png", "sed_0.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def test_report_where_selects_on_truth_columns(fitted):
+    import json
+    mock, _ = fitted
+    truth = Table.read(mock / "m_truth.ecsv")
+    cut = float(np.median(truth["snr_lsst_baseline_i"]))
+    keep = set(np.asarray(truth["id"])[np.asarray(truth["snr_lsst_baseline_i"]) > cut])
+    out = mock / "report_where"
+    res = sedhpc("report", mock / "fit", "--truth", mock / "m_truth.ecsv", "--where",
+                 f"snr_lsst_baseline_i > {cut}", "--out", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["fitted"] == len(keep) == 2 and s["where"] == [f"snr_lsst_baseline_i > {cut}"]
+    assert all(len(v["ranks"]) == 2 for v in s["recovery"].values())
+    for bad in ("snr_nope > 1", "snr_lsst_baseline_i >> 1", "logmass > ten"):
+        res = sedhpc("report", mock / "fit", "--truth", mock / "m_truth.ecsv", "--where", bad,
+                     "--out", out)
+        assert res.returncode == 2 and "--where" in res.stdout, (bad, res.stdout, res.stderr)

@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--reference", help="a second fit directory of the same catalog")
     p.add_argument("--galaxy", type=int, action="append", default=[],
                    help="catalog row to draw a corner plot for (repeat)")
+    p.add_argument("--where", action="append", default=[], metavar="'COLUMN OP VALUE'",
+                   help="report only galaxies whose truth-table COLUMN meets the condition "
+                        "(OP: < <= > >= == !=; repeat to combine), e.g. "
+                        "--where 'snr_lsst_baseline_i > 10'")
     p.add_argument("--out", required=True, help="report directory")
     p.set_defaults(func=_cmd_report)
 
@@ -26,8 +30,14 @@ def register(sub) -> None:
 def _cmd_report(args) -> int:
     from ..report import make_report
 
-    s = make_report(args.dir, args.out, args.truth, args.reference, args.galaxy)
-    print(f"{args.out}/summary.json: {s['fitted']} galaxies")
+    try:
+        s = make_report(args.dir, args.out, args.truth, args.reference, args.galaxy,
+                        where=args.where)
+    except ValueError as exc:
+        print(f"sedhpc report: {exc}")
+        return 2
+    print(f"{args.out}/summary.json: {s['fitted']} galaxies"
+          + (f" with {' and '.join(args.where)}" if args.where else ""))
     for name, v in s.get("recovery", {}).items():
         print(f"  {name}: bias {v['bias']:+.3f}, 68th pct |Δ| {v['p68_abs_error']:.3f}, "
               f"coverage 68 % {v['in68']:.2f}, 95 % {v['in95']:.2f}")
