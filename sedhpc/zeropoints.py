@@ -3,7 +3,7 @@
 
 Method — the offsets o [mag] that maximise the joint posterior of o and every calibration
 galaxy's parameters at its mode (redshift fixed), solved as one block-sparse nonlinear least-
-squares problem, as in bundle adjustment:
+squares problem, as in bundle adjustment (then refined to the marginal likelihood, below):
 
 - Each galaxy lives in the sampler's probit space v (the prior is a standard normal there), so
   its negative log posterior is ½|r|² + ½|v|² with r_b = (x_b − m_b(v)·10^{0.4 o_b}) / σ_b the
@@ -42,13 +42,24 @@ squares problem, as in bundle adjustment:
   measured worse than the real ones where a draw is brighter), and the mode recovers only
   80–95 % of an injected u or y offset, which a zero-offset simulation cannot see.
 
-Why modes, not posterior samples? The fits are then deterministic, so the offsets converge
-to ``tol_mag`` (1e−3 mag, well below the statistical errors). Estimates built on sampled
-posteriors (medians of residuals to posterior-median models, or an EM on re-weighted samples)
-moved by 0.01–0.02 mag with the ensemble sampler's slow mixing on well-measured galaxies, as
-much as the offsets to be found; importance sampling from the Laplace approximation at the
-mode fails (median ESS 3 of 256): the posteriors of well-measured galaxies are narrow curved
-ridges in probit space.
+Then the marginal likelihood (``method="marginal"``, default). The joint mode is not a
+consistent estimator: the number of galaxy parameters grows with the calibration set, and each
+galaxy's mode sits where the prior pulls it, leaving colour residuals that all galaxies share
+(on 2 × 150 emulator mocks at S/N 50–200 with nothing injected, the mode finds −0.009 to
+−0.011 mag in z, y and SDSS z of one tract). The offsets that maximise the likelihood with the
+galaxies' parameters integrated out are what a hierarchical model needs, and they are found
+by stochastic approximation from the mode (:func:`_marginal`): per galaxy a few Metropolis
+chains in probit space (Laplace covariance at the mode first, then the chains' own, scale
+adapted to 23 % acceptance), each sweep's average complete-data score summed over galaxies
+(Fisher's identity: that is the marginal score), a step with the mode's profiled information,
+Polyak averaging over the second half of the sweeps; errors the mode's sandwich errors with
+the sweeps' Monte Carlo spread added. On the mocks above it removes that tract's tilt (all |offsets| ≤ 0.004 mag
+there) for ~60 % more CPU than the mode. Earlier attempts on sampled posteriors (medians of
+residuals to posterior-median models, EM on re-weighted ensemble samples) moved by 0.01–0.02
+mag with the ensemble sampler's slow mixing; the chains here start at the modes, persist from
+sweep to sweep and average over many sweeps. Importance sampling from the Laplace
+approximation fails (median ESS 3 of 256): the posteriors of well-measured galaxies are
+narrow curved ridges in probit space.
 
 Output table (ECSV): ``tract``, ``band``, ``offset_mag`` (the correction: corrected flux =
 flux × 10^(−0.4 offset_mag)), ``error_mag``, ``bias_mag`` (the estimator bias already removed
@@ -180,8 +191,10 @@ class _Modes:
 
 
 def _estimate(modes, t_idx, nt, ref, iterations, tol_mag, clip, ndraws, nstarts, rng, log):
-    """The offsets at the joint mode for the galaxies of ``modes``: (offset, error, n, it,
-    converged, chi2)."""
+    """The offsets at the joint mode for the galaxies of ``modes``: {offset, error, n, it,
+    converged, chi2} and the state the marginal refinement starts from: the galaxies' modes
+    ``v``, band weights ``w`` (clipped outliers 0) and per tract the profiled information
+    ``H`` (free bands)."""
     G, nb = modes.x.shape
     free = np.array([j for j in range(nb) if j != ref])
     offset = np.zeros((nt, nb))
@@ -240,7 +253,101 @@ def _estimate(modes, t_idx, nt, ref, iterations, tol_mag, clip, ndraws, nstarts,
         meat = s.T @ s * n_t / max(n_t - 1, 1)
         Hinv = np.linalg.inv(H_all[t])
         error[t, free] = np.sqrt(np.maximum(np.diag(Hinv @ meat @ Hinv), 0.0))
-    return offset, error, count, it, converged, float(2 * cost.sum() - np.sum(v * v))
+    return {"offset": offset, "error": error, "n": count, "it": it, "converged": converged,
+            "chi2": float(2 * cost.sum() - np.sum(v * v)), "v": v, "w": w, "H": H_all,
+            "free": free}
+
+
+def _logpost(modes, v, g, k, w):
+    """Log posterior (n,) of probit points ``v`` of galaxies ``g`` with offset factors ``k``
+    and band weights ``w`` (the fit's likelihood: Gaussian with the model-dependent variance,
+    normalisation included), the model fluxes and σ."""
+    m = modes.model_flux(v, g)
+    sig = modes.sigma(m * k, g)
+    r = (modes.x[g] - m * k) / sig
+    lp = -0.5 * np.sum(w * np.nan_to_num(r * r + 2 * np.log(sig), nan=1e20), axis=1)
+    return np.where(np.isfinite(lp), lp, -np.inf) - 0.5 * np.sum(v * v, axis=1), m, sig
+
+
+def _marginal(modes, t_idx, est, rng, chains, sweeps, steps, log):
+    """The offsets that maximise the marginal likelihood of the calibrators (their parameters
+    integrated out), from the joint mode ``est`` of :func:`_estimate`.
+
+    Stochastic approximation: every galaxy keeps ``chains`` Metropolis chains in probit space
+    (started at its mode; Gaussian proposals from its Laplace covariance, then from its chains'
+    own covariance, scaled toward 23 % acceptance). Each sweep runs ``steps`` steps at the
+    current offsets and averages the complete-data score ∂ log p(x_g | v, o)/∂o over the second
+    half; by Fisher's identity its sum over galaxies is the marginal score, and the offsets take
+    a step H⁻¹ · score with H the profiled information at the mode (gain 1 for the first third
+    of the sweeps, then decreasing as t^−0.7; at most 0.02 mag). The estimate is the average
+    of the offsets over the second half of the sweeps; its errors the mode's sandwich errors
+    and the offsets' spread over those sweeps, added in quadrature."""
+    G, nb = modes.x.shape
+    v0, w, free, nt = est["v"], est["w"], est["free"], len(est["H"])
+    p = v0.shape[1]
+    o = est["offset"].copy()
+    g = np.arange(G)
+    k = 10.0 ** (0.4 * o[t_idx])
+    m = modes.model_flux(v0, g)
+    sig = modes.sigma(m * k, g)
+    h = 1e-6  # Laplace covariance (JᵀJ + 1)⁻¹ at the modes, by forward differences
+    J = modes.jacobian(v0, g, k, sig, w, m, h)
+    lap = np.linalg.inv(np.einsum("nbi,nbj->nij", J, J) + np.eye(p))
+    chol = np.linalg.cholesky(lap)
+    gc = np.repeat(g, chains)
+    tc = t_idx[gc]
+    vc = np.repeat(v0, chains, axis=0) + 0.05 * np.einsum(
+        "nij,nj->ni", np.repeat(chol, chains, 0), rng.standard_normal((G * chains, p)))
+    wc = w[gc]
+    lscale = np.zeros(G)
+    prop = np.repeat(chol, chains, 0) * (2.38 / np.sqrt(p))
+    hist = []
+    burn = 2
+    half = steps - steps // 2
+    for it in range(-burn, sweeps):
+        kc = 10.0 ** (0.4 * o[tc])
+        lp, mc, sc = _logpost(modes, vc, gc, kc, wc)
+        acc = np.zeros(G * chains)
+        S = np.zeros((G * chains, nb))
+        kept = np.empty((half, G * chains, p))
+        for step in range(steps):
+            trial = vc + np.einsum("nij,nj->ni", prop, rng.standard_normal(vc.shape))
+            lpt, mt, st = _logpost(modes, trial, gc, kc, wc)
+            a = np.log(rng.random(len(vc))) < lpt - lp
+            vc[a], lp[a], mc[a], sc[a] = trial[a], lpt[a], mt[a], st[a]
+            acc += a
+            if step >= steps // 2:
+                S += wc * (modes.x[gc] - mc * kc) * mc * kc * LN10_04 / sc ** 2
+                kept[step - steps // 2] = vc
+        # proposals: the chains' covariance (pooled per galaxy), shrunk to the Laplace one
+        K = kept.transpose(1, 0, 2).reshape(G, chains * half, p)
+        Kc = K - K.mean(axis=1, keepdims=True)
+        cov = 0.7 * np.einsum("nsi,nsj->nij", Kc, Kc) / (K.shape[1] - 1) + 0.3 * lap
+        rate = acc.reshape(G, chains).mean(axis=1) / steps
+        lscale = np.clip(lscale + 1.5 * (rate - 0.234), -4.0, 1.0)
+        prop = np.repeat(np.linalg.cholesky(cov + 1e-9 * np.eye(p))
+                         * np.exp(lscale)[:, None, None], chains, 0) * (2.38 / np.sqrt(p))
+        if it < 0:
+            continue
+        s_g = (S / half).reshape(G, chains, nb).mean(axis=1)
+        gain = 1.0 if it < sweeps // 3 else (1.0 + it - sweeps // 3) ** -0.7
+        for t in range(nt):
+            sel = t_idx == t
+            step_t = np.linalg.solve(est["H"][t], s_g[sel][:, free].sum(axis=0))
+            big = np.max(np.abs(step_t))
+            o[t, free] += gain * step_t * (min(1.0, 0.02 / big) if big > 0 else 1.0)
+        hist.append(o.copy())
+        log(f"  sweep {it + 1}/{sweeps}: acceptance {rate.mean():.2f}, offsets moved "
+            f"{np.max(np.abs(hist[-1] - (hist[-2] if len(hist) > 1 else est['offset']))):.4f}"
+            f" mag")
+    offset = np.mean(hist[sweeps // 2:], axis=0)
+    spread = np.std(hist[sweeps // 2:], axis=0)
+    # errors: the mode's sandwich (the Laplace approximation of the marginal score's
+    # variance; one built from the sampled scores is dominated by their Monte Carlo noise,
+    # ~10× too large at S/N 100–400), plus the Monte Carlo spread of the sweeps
+    error = np.sqrt(est["error"] ** 2 + spread ** 2)
+    return {**est, "offset": offset, "error": error, "mode_offset": est["offset"],
+            "mc_spread": float(np.max(spread))}
 
 
 def _mock_like(model, modes, rng, ref):
@@ -270,13 +377,17 @@ def _mock_like(model, modes, rng, ref):
 def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str | None = None,
               iterations: int = 30, tol_mag: float = 1e-3, floor: float = 0.05, sigma_emu=None,
               clip: float = 5.0, bias_sims: int = 0, ndraws: int = 2048, nstarts: int = 4,
+              method: str = "marginal", chains: int = 4, sweeps: int = 30, steps: int = 40,
               seed: int = 0, log=print) -> dict:
     """Offsets (ntract, nbands) [mag] with errors, for galaxies ``flux``, ``err`` (G, nbands)
     maggies in the emulator's bands, ``zred`` (G,), ``mask`` (G, nbands); ``tract`` (G,) labels
     (default: one tract); ``sigma_emu``: emulator σ [mag] per band (default: the emulator
     file's test-set σ at each redshift; 0 for mocks made with the emulator); ``bias_sims``:
-    simulated calibration sets for the bias correction (0: none). Returns {tracts, bands,
-    offset, error, bias, n, iterations, reference, chi2, converged, emulator_calls}."""
+    simulated calibration sets for the bias correction (0: none); ``method``: "marginal"
+    (default: the joint mode, then the marginal-likelihood refinement with ``chains`` chains
+    per galaxy, ``sweeps`` sweeps of ``steps`` steps) or "mode" (the joint mode alone).
+    Returns {tracts, bands, offset, error, bias, n, iterations, reference, chi2, converged,
+    emulator_calls, method, mode_offset, mc_spread}."""
     from .likelihood import Observations
 
     obs = Observations.build(flux, err, mask)
@@ -290,6 +401,11 @@ def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str
     if clip <= 0 or bias_sims < 0 or iterations < 1:
         raise ValueError(f"need clip > 0, bias_sims ≥ 0, iterations ≥ 1; got {clip}, "
                          f"{bias_sims}, {iterations}")
+    if method not in ("marginal", "mode"):
+        raise ValueError(f"method must be 'marginal' or 'mode'; got {method!r}")
+    if method == "marginal" and (chains < 1 or sweeps < 2 or steps < 2):
+        raise ValueError(f"need chains ≥ 1, sweeps ≥ 2, steps ≥ 2; got {chains}, {sweeps}, "
+                         f"{steps}")
     zred = np.asarray(zred, float).reshape(-1)
     if zred.shape != (G,):
         raise ValueError(f"zred has {zred.size} values for {G} galaxies")
@@ -300,20 +416,29 @@ def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str
                          f"{emulator.zrange} for every galaxy; {int(bad.sum())} of {G} have "
                          f"none (first: row {int(np.argmax(bad))}, z = {zred[bad][0]})")
     ref = emulator.bands.index(reference) if reference else nb // 2
-    seqs = np.random.SeedSequence(seed).spawn(1 + 2 * bias_sims)
+    seqs = np.random.SeedSequence(seed).spawn(2 + 3 * bias_sims)
     modes = _Modes(model, emulator, obs.flux, obs.err, zred, obs.mask, floor, sigma_emu)
     args = (t_idx, len(labels), ref, iterations, tol_mag, clip, ndraws, nstarts)
     log(f"calibrating {G} galaxies in {len(labels)} tract(s)")
-    offset, error, count, it, converged, chi2 = _estimate(
-        modes, *args, np.random.default_rng(seqs[0]), log)
+    mcmc = (chains, sweeps, steps)
+
+    def estimate(m, s1, s2):
+        est = _estimate(m, *args, np.random.default_rng(s1), log)
+        if method == "marginal":
+            log("marginal likelihood: sampling the calibrators' posteriors")
+            est = _marginal(m, t_idx, est, np.random.default_rng(s2), *mcmc, log)
+        return est
+
+    est = estimate(modes, seqs[0], seqs[1])
+    offset, error = est["offset"], est["error"]
     calls = modes.calls
     sims = []
     for s in range(bias_sims):
         log(f"simulated calibration set {s + 1}/{bias_sims} (estimator bias)")
-        fake, fake_err = _mock_like(model, modes, np.random.default_rng(seqs[1 + 2 * s]), ref)
+        fake, fake_err = _mock_like(model, modes, np.random.default_rng(seqs[2 + 3 * s]), ref)
         sim = _Modes(model, emulator, fake, fake_err, zred, obs.mask, floor, sigma_emu)
-        o, e, *_ = _estimate(sim, *args, np.random.default_rng(seqs[2 + 2 * s]), log)
-        sims.append((o, e))
+        e_s = estimate(sim, seqs[3 + 3 * s], seqs[4 + 3 * s])
+        sims.append((e_s["offset"], e_s["error"]))
         calls += sim.calls
     bias = np.zeros_like(offset)
     if sims:
@@ -322,12 +447,17 @@ def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str
         bias[:] = np.mean([o for o, _ in sims], axis=(0, 1))
         var_b = np.mean([e ** 2 for _, e in sims], axis=(0, 1)) / (len(sims) * len(labels))
         error = np.sqrt(error ** 2 + var_b)
-    log(f"offsets after {it} steps{'' if converged else ' (not converged)'}; largest bias "
-        f"correction {np.max(np.abs(bias)):.4f} mag")
+    it, converged = est["it"], est["converged"]
+    log(f"offsets after {it} steps{'' if converged else ' (not converged)'}"
+        + (f", then {sweeps} sweeps (Monte Carlo spread {est['mc_spread']:.4f} mag)"
+           if method == "marginal" else "")
+        + f"; largest bias correction {np.max(np.abs(bias)):.4f} mag")
     return {"tracts": labels, "bands": list(emulator.bands), "offset": offset - bias,
-            "error": error, "bias": bias, "n": count, "iterations": it,
-            "reference": emulator.bands[ref], "chi2": chi2, "converged": converged,
-            "emulator_calls": calls}
+            "error": error, "bias": bias, "n": est["n"], "iterations": it,
+            "reference": emulator.bands[ref], "chi2": est["chi2"], "converged": converged,
+            "emulator_calls": calls, "method": method,
+            "mode_offset": est.get("mode_offset", est["offset"]),
+            "mc_spread": est.get("mc_spread", 0.0)}
 
 
 def write(result: dict, path, meta: dict | None = None) -> None:

@@ -71,18 +71,21 @@ def test_injected_offsets_are_recovered_within_their_errors():
     flux[[3, 50, 60], 0] *= 10 ** 0.4  # blends: leave them out, do not follow them
     res = zeropoints.calibrate(model, emu, flux, err, z, np.ones(flux.shape, bool), tract,
                                reference="lsst_baseline_r", floor=0.0, sigma_emu=0.0,
-                               bias_sims=1, ndraws=1024, seed=1, log=print)
+                               ndraws=1024, seed=1, log=print)
     assert list(res["tracts"]) == ["A", "B"] and res["reference"] == "lsst_baseline_r"
     d = res["offset"] - inj
     free = np.arange(11) != 2
     err_ = res["error"][:, free]
     assert np.all(err_ > 0) and np.all(res["error"][:, 2] == 0) and np.all(d[:, 2] == 0)
     pull = d[:, free] / err_
-    print(np.round(d, 4), np.round(res["error"], 4), np.round(res["bias"], 4), sep="\n")
+    print(np.round(d, 4), np.round(res["error"], 4), np.round(res["mode_offset"] - inj, 4),
+          sep="\n")
     assert np.max(np.abs(pull)) < 4.0
     assert 0.3 < np.sqrt(np.mean(pull ** 2)) < 2.0
     assert np.max(np.abs(d)) < 0.05  # and far closer than the injected offsets' size
     assert res["n"][0, 0] <= 39 and res["n"][1, 0] <= 38  # the blends were clipped
+    assert res["method"] == "marginal" and 0 < res["mc_spread"] < 0.01
+    assert np.any(res["offset"] != res["mode_offset"])
 
 
 def test_calibrate_zp_command_writes_a_table_fit_can_apply(tmp_path, capsys):
@@ -121,7 +124,9 @@ def test_calibrate_rejects_bad_input_with_clear_errors():
     cases = [({"zred": [0.5, np.nan, 9.0]}, "2 of 3 have none"),
              ({"zred": [0.5, 0.5]}, "2 values for 3 galaxies"),
              ({"zred": [0.5] * 3, "reference": "sdss_u0"}, "not among"),
-             ({"zred": [0.5] * 3, "clip": 0.0}, "clip > 0")]
+             ({"zred": [0.5] * 3, "clip": 0.0}, "clip > 0"),
+             ({"zred": [0.5] * 3, "method": "em"}, "'marginal' or 'mode'"),
+             ({"zred": [0.5] * 3, "sweeps": 1}, "sweeps ≥ 2")]
     for kw, msg in cases:
         z = kw.pop("zred")
         with pytest.raises(ValueError, match=msg):

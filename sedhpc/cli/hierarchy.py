@@ -10,8 +10,10 @@ def register(sub) -> None:
         description="Estimate multiplicative zeropoint corrections per band (per tract with "
                     "--tract-column) from the galaxies of CATALOG that have a redshift: the "
                     "offsets and every galaxy's parameters are solved jointly at the posterior "
-                    "mode (redshift fixed), outliers clipped, and the estimator's bias measured "
-                    "on simulated calibration sets and removed (sedhpc.zeropoints). The "
+                    "mode (redshift fixed), outliers clipped, then moved to the maximum of the "
+                    "marginal likelihood by sampling the galaxies' posteriors (--method; "
+                    "optionally the bias measured on simulated calibration sets is removed: "
+                    "--bias-sims; sedhpc.zeropoints). The "
                     "reference band is held at 0. Apply the result with `sedhpc fit "
                     "--zeropoints ZP.ecsv`.")
     p.add_argument("catalog")
@@ -25,6 +27,12 @@ def register(sub) -> None:
                    help="leave out galaxy-bands this many σ from their model")
     p.add_argument("--bias-sims", type=int, default=0,
                    help="simulated calibration sets for the bias correction (default 0: none; experimental, see README)")
+    p.add_argument("--method", choices=("marginal", "mode"), default="marginal",
+                   help="marginal: the joint mode, then the offsets that maximise the marginal "
+                        "likelihood (calibrators' parameters sampled out; default); mode: the "
+                        "joint mode alone (faster, biased by the prior's pull)")
+    p.add_argument("--sweeps", type=int, default=30,
+                   help="stochastic-approximation sweeps of the marginal method")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_calibrate)
 
@@ -84,9 +92,11 @@ def _cmd_calibrate(args) -> int:
         get_model("embedded"), emu, cat.flux[use], cat.err[use], cat.zred[use], cat.mask[use],
         None if cat.tract is None else cat.tract[use], args.reference_band, args.iterations,
         floor=float(table.get("floor", 0.05)), clip=args.clip, bias_sims=args.bias_sims,
-        seed=args.seed)
+        method=args.method, sweeps=args.sweeps, seed=args.seed)
     config = {"catalog": args.catalog, "columns": columns, "emulator": str(emu_path),
               "iterations": args.iterations, "clip": args.clip, "bias_sims": args.bias_sims,
+              "method": args.method, "sweeps": args.sweeps,
+              "mc_spread_mag": float(res["mc_spread"]),
               "seed": args.seed, "floor": float(table.get("floor", 0.05)),
               "reference": res["reference"], "galaxies": int(use.size),
               "converged": bool(res["converged"])}
