@@ -56,8 +56,8 @@ Polyak averaging over the second half of the sweeps; errors the mode's sandwich 
 the sweeps' Monte Carlo spread added. On the mocks above it removes that tract's tilt (all
 |offsets| ≤ 0.004 mag there) for ~60 % more CPU than the mode. Earlier attempts on sampled
 posteriors (medians of residuals to posterior-median models, EM on re-weighted ensemble
-samples) moved by 0.01–0.02 mag with the ensemble sampler's slow mixing; the chains here start at the modes, persist from
-sweep to sweep and average over many sweeps. Importance sampling from the Laplace
+samples) moved by 0.01–0.02 mag with the ensemble sampler's slow mixing; the chains here
+start at the modes, persist from sweep to sweep and average over many sweeps. Importance sampling from the Laplace
 approximation fails (median ESS 3 of 256): the posteriors of well-measured galaxies are
 narrow curved ridges in probit space.
 
