@@ -57,9 +57,9 @@ the sweeps' Monte Carlo spread added. On the mocks above it removes that tract's
 |offsets| ≤ 0.004 mag there) for ~60 % more CPU than the mode. Earlier attempts on sampled
 posteriors (medians of residuals to posterior-median models, EM on re-weighted ensemble
 samples) moved by 0.01–0.02 mag with the ensemble sampler's slow mixing; the chains here
-start at the modes, persist from sweep to sweep and average over many sweeps. Importance sampling from the Laplace
-approximation fails (median ESS 3 of 256): the posteriors of well-measured galaxies are
-narrow curved ridges in probit space.
+start at the modes, persist from sweep to sweep and average over many sweeps. Importance
+sampling from the Laplace approximation fails (median ESS 3 of 256): the posteriors of
+well-measured galaxies are narrow curved ridges in probit space.
 
 Output table (ECSV): ``tract``, ``band``, ``offset_mag`` (the correction: corrected flux =
 flux × 10^(−0.4 offset_mag)), ``error_mag``, ``bias_mag`` (the estimator bias already removed
