@@ -135,6 +135,8 @@ def main(argv=None):
     ap.add_argument("--nlive", type=int, default=400)
     ap.add_argument("--sample", default=None, help="dynesty proposal (default: sedhpc's, rslice)")
     ap.add_argument("--walks", type=int, default=None, help="dynesty rwalk steps (default ndim+20)")
+    ap.add_argument("--slices", type=int, default=None,
+                    help="dynesty slice updates per proposal (rslice default ndim+3)")
     ap.add_argument("--ref-nlive", type=int, default=1000, help="photo-z reference nlive")
     ap.add_argument("--only-photoz", action="store_true",
                     help="compute the photo-z stage's fits only (to run beside the SBC stage)")
@@ -154,7 +156,8 @@ def main(argv=None):
                "provenance": provenance.provenance("inference-validation", 1, vars(a))}
     fits = {}
     dyn = {"nlive": a.nlive, "sample": a.sample or "rslice",
-           **({"walks": a.walks} if a.walks else {})}
+           **({"walks": a.walks} if a.walks else {}),
+           **({"slices": a.slices} if a.slices else {})}
     for sampler, opts in (() if a.only_photoz else (("ensemble", {}), ("dynesty", dyn))):
         res, cpu = run_fits(f"sbc_{sampler}", out, model, emu, flux, err, z, sampler, opts)
         fits[sampler] = res
