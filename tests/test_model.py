@@ -144,6 +144,20 @@ def test_training_distribution_is_mixture_with_uniform_metallicity():
         model.training_distribution(zrange=(0.5, 11.0))
 
 
+def test_mix_one_is_the_prior_with_its_mass_metallicity_relation():
+    """mix = 1 (what `sedhpc mock` draws "from the prior") is the prior, conditional
+    metallicity included: same density as the model's prior, and the same draws' law."""
+    model = get_model("embedded")
+    td = model.training_distribution(mix=1.0, zrange=(0.5, 2.0))
+    x = td.sample(np.random.default_rng(12), N)
+    free = [k for k, n in enumerate(model.names) if n != "zred"]
+    np.testing.assert_allclose(td.log_prob(x[:50], free), model.log_prob(x[:50]), rtol=1e-9)
+    ref = model.sample(np.random.default_rng(13), N, fixed_values=x[:, [model.index("zred")]])
+    i, j = model.index("logmass"), model.index("logzsol")
+    assert stats.ks_2samp(x[:, j], ref[:, j]).pvalue > KS_P
+    assert np.corrcoef(x[:, i], x[:, j])[0, 1] > 0.3  # metallicity follows mass
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.full(15, 0.5), r"shape \(n, 16\)"),
     ("nan", "'dust2' = nan"),

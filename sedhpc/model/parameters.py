@@ -187,7 +187,9 @@ class Model:
     def training_distribution(self, mix: float = 0.5, zrange=None) -> Distribution:
         """Training distribution (MODEL.md, seed Section 4.2): ``mix`` × prior + (1 − mix) ×
         uniform for every non-uniform prior; conditional (mass–metallicity) priors become uniform
-        over their support; redshift uniform over ``zrange`` (default: the model's bounds)."""
+        over their support; redshift uniform over ``zrange`` (default: the model's bounds).
+        ``mix = 1`` is the prior itself, conditional priors included (mocks drawn from the
+        prior, emulators trained on it)."""
         priors = []
         for p in self.params:
             pr = p.prior
@@ -200,7 +202,7 @@ class Model:
             elif isinstance(pr, Uniform):
                 priors.append(pr)
             elif pr.given is not None:
-                priors.append(Uniform(pr.lo, pr.hi))
+                priors.append(pr if mix == 1.0 else Uniform(pr.lo, pr.hi))
             else:
                 priors.append(Mixture(pr, mix))
         return Distribution(self.names, priors)
