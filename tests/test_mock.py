@@ -139,6 +139,17 @@ def test_photoz_metrics_known_answer():
     assert sum(b["n"] for b in m["bins"]) == 1000
 
 
+def test_z_peak_finds_the_sharp_mode_where_the_median_does_not():
+    from sedhpc.report import z_peak
+    rng = np.random.default_rng(4)
+    two = np.concatenate([rng.normal(0.3, 0.01, 120), rng.normal(2.5, 0.3, 136)])
+    one = rng.normal(1.0, 0.02, 256)
+    zp = z_peak(np.stack([rng.permutation(two), one]))
+    assert abs(zp[0] - 0.3) < 0.02 and abs(zp[1] - 1.0) < 0.02
+    assert np.median(two) > 1.0  # the median sits in the broad mode
+    assert z_peak(np.full((1, 8), 0.7))[0] == pytest.approx(0.7)
+
+
 def test_report_recovery_coverage_and_discrepancy(fitted):
     mock, _ = fitted
     out = mock / "report"

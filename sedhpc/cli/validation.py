@@ -45,10 +45,13 @@ def _cmd_report(args) -> int:
         if isinstance(v, dict):
             print(f"  D {name}: median {v['median_D']:.2f}, catastrophic "
                   f"{v['catastrophic']:.1%}")
-    if "photoz" in s:
-        p = s["photoz"]
-        print(f"  photo-z: σ_NMAD {p['sigma_nmad']:.4f}, bias {p['bias']:+.4f}, outliers "
-              f"{p['outliers']:.1%}")
+    for key, what in (("photoz", "median"), ("photoz_peak", "peak of p(z)")):
+        if key in s:
+            p = s[key]
+            print(f"  photo-z ({what}): σ_NMAD {p['sigma_nmad']:.4f}, bias {p['bias']:+.4f}, "
+                  f"outliers {p['outliers']:.1%}"
+                  + (f"; z inside 68 % {p['in68']:.2f}, 95 % {p['in95']:.2f}"
+                     if "in68" in p else ""))
     return 0
 
 
