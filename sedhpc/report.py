@@ -115,13 +115,17 @@ def select(run: dict, truth, where) -> dict:
     """``run`` restricted to the galaxies whose truth-table row meets every condition of
     ``where`` (strings "COLUMN OP VALUE"; NaN never meets one)."""
     index = {str(i): k for k, i in enumerate(truth["id"])}
-    rows = np.array([index.get(i, -1) for i in run["id"]], int)
-    keep = rows >= 0
+    missing = [i for i in run["id"] if i not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} fitted galaxies are not in the truth table (e.g. "
+                         f"{missing[:3]}); give the truth table of this catalog")
+    rows = np.array([index[i] for i in run["id"]], int)
+    keep = np.ones(len(rows), bool)
     for text in where:
         col, op, value = parse_where(text)
         if col not in truth.colnames:
             raise ValueError(f"--where {text!r}: the truth table has no column {col!r}")
-        v = np.asarray(truth[col], float)[np.maximum(rows, 0)]
+        v = np.asarray(truth[col], float)[rows]
         keep &= _OPS[op](v, value)
     n = len(run["row"])
     return {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == n else v)
@@ -147,8 +151,11 @@ def z_peak(z_samples, width: float = 0.05) -> np.ndarray:
 
 
 def photoz_metrics(z_phot, z_true, bins=None) -> dict:
-    """σ_NMAD, bias and outlier fraction overall (and per bin of true redshift)."""
+    """σ_NMAD, bias and outlier fraction overall (and per bin of true redshift), over the
+    galaxies with a finite true redshift."""
     z_phot, z_true = np.asarray(z_phot, float), np.asarray(z_true, float)
+    known = np.isfinite(z_true)
+    z_phot, z_true = z_phot[known], z_true[known]
 
     def m(zp, zt):
         dz = (zp - zt) / (1 + zt)
@@ -205,9 +212,11 @@ def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
             bins = [0, 0.5, 1, 1.5, 2, 3, 6]
             summary["photoz"] = photoz_metrics(zp, zt, bins=bins)
             summary["photoz_peak"] = photoz_metrics(z_peak(zs), zt, bins=bins)
-            lo68, hi68, lo95, hi95 = np.percentile(zs, [16, 84, 2.5, 97.5], axis=1)
-            summary["photoz"]["in68"] = float(np.mean((zt >= lo68) & (zt <= hi68)))
-            summary["photoz"]["in95"] = float(np.mean((zt >= lo95) & (zt <= hi95)))
+            known = np.isfinite(zt)
+            lo68, hi68, lo95, hi95 = np.percentile(zs[known], [16, 84, 2.5, 97.5], axis=1)
+            zk = zt[known]
+            summary["photoz"]["in68"] = float(np.mean((zk >= lo68) & (zk <= hi68)))
+            summary["photoz"]["in95"] = float(np.mean((zk >= lo95) & (zk <= hi95)))
             _photoz_plot(zp, zt, out / "photoz.png")
     if reference:
         ref = load(reference)

@@ -137,6 +137,9 @@ def test_photoz_metrics_known_answer():
     assert abs(m["outliers"] - 0.05) < 1e-12 and abs(m["bias"] - 0.01) < 0.004
     assert abs(m["sigma_nmad"] - 0.03) < 0.004
     assert sum(b["n"] for b in m["bins"]) == 1000
+    # galaxies without a true redshift are left out, not turned into NaN metrics
+    m2 = photoz_metrics(np.append(zt + dz * (1 + zt), 1.0), np.append(zt, np.nan), bins=[0, 3])
+    assert m2["n"] == 1000 and m2["sigma_nmad"] == pytest.approx(m["sigma_nmad"])
 
 
 def test_z_peak_finds_the_sharp_mode_where_the_median_does_not():
