@@ -324,7 +324,7 @@ def _marginal(modes, t_idx, est, rng, chains, sweeps, steps, log):
             vc[a], lp[a], mc[a], sc[a] = trial[a], lpt[a], mt[a], st[a]
             acc += a
             if step >= steps // 2:
-                S += wc * (modes.x[gc] - mc * kc) * mc * kc * LN10_04 / sc ** 2
+                S += np.nan_to_num(wc * (modes.x[gc] - mc * kc) * mc * kc * LN10_04 / sc ** 2)
                 kept[step - steps // 2] = vc
         # proposals: the chains' covariance (pooled per galaxy), shrunk to the Laplace one
         K = kept.transpose(1, 0, 2).reshape(G, chains * half, p)
