@@ -40,14 +40,19 @@ def load(directory) -> dict:
     return out
 
 
-def truth_values(run: dict, truth, names) -> dict:
-    """name → (n,) truths aligned with ``run``'s galaxies (by id), for names the table has."""
+def _truth_rows(run: dict, truth) -> np.ndarray:
+    """Truth-table rows of ``run``'s galaxies (matched by id); every one must be there."""
     index = {str(i): k for k, i in enumerate(truth["id"])}
     missing = [i for i in run["id"] if i not in index]
     if missing:
         raise ValueError(f"{len(missing)} fitted galaxies are not in the truth table (e.g. "
                          f"{missing[:3]}); give the truth table of this catalog")
-    rows = np.array([index[i] for i in run["id"]], int)
+    return np.array([index[i] for i in run["id"]], int)
+
+
+def truth_values(run: dict, truth, names) -> dict:
+    """name → (n,) truths aligned with ``run``'s galaxies (by id), for names the table has."""
+    rows = _truth_rows(run, truth)
     out = {}
     for name in names:
         col, how = QUANTITIES.get(name, (name, None))
@@ -114,12 +119,7 @@ def parse_where(text: str) -> tuple[str, str, float]:
 def select(run: dict, truth, where) -> dict:
     """``run`` restricted to the galaxies whose truth-table row meets every condition of
     ``where`` (strings "COLUMN OP VALUE"; NaN never meets one)."""
-    index = {str(i): k for k, i in enumerate(truth["id"])}
-    missing = [i for i in run["id"] if i not in index]
-    if missing:
-        raise ValueError(f"{len(missing)} fitted galaxies are not in the truth table (e.g. "
-                         f"{missing[:3]}); give the truth table of this catalog")
-    rows = np.array([index[i] for i in run["id"]], int)
+    rows = _truth_rows(run, truth)
     keep = np.ones(len(rows), bool)
     for text in where:
         col, op, value = parse_where(text)
