@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from sedhpc import provenance
-from sedhpc.catalog import read_table
+from sedhpc.catalog import CatalogError, read_table
 
 
 def main(argv=None):
@@ -29,7 +29,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    t = read_table(a.catalog, a.format)
+    try:
+        t = read_table(a.catalog, a.format)
+    except CatalogError as exc:
+        ap.error(str(exc))
     if a.every is not None:
         if a.every < 1:
             ap.error("--every must be ≥ 1")

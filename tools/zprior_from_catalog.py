@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from sedhpc import provenance
-from sedhpc.catalog import read_table
+from sedhpc.catalog import CatalogError, read_table
 from sedhpc.emulator import Emulator, default_path
 
 
@@ -28,7 +28,13 @@ def main(argv=None):
     ap.add_argument("--floor", type=float, default=0.01, help="floor, as a fraction of the peak")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    z = np.asarray(read_table(a.catalog)[a.z_column], float)
+    try:
+        t = read_table(a.catalog)
+    except CatalogError as exc:
+        ap.error(str(exc))
+    if a.z_column not in t.colnames:
+        ap.error(f"{a.catalog} has no column {a.z_column!r}; columns: {', '.join(t.colnames)}")
+    z = np.asarray(t[a.z_column], float)
     z = z[np.isfinite(z)]
     lo, hi = Emulator(a.emulator or str(default_path()), xp="numpy").zrange
     grid = np.linspace(lo, hi, int(round((hi - lo) / a.dz)) + 1)
