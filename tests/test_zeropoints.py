@@ -126,8 +126,39 @@ def test_calibrate_rejects_bad_input_with_clear_errors():
              ({"zred": [0.5] * 3, "reference": "sdss_u0"}, "not among"),
              ({"zred": [0.5] * 3, "clip": 0.0}, "clip > 0"),
              ({"zred": [0.5] * 3, "method": "em"}, "'marginal' or 'mode'"),
-             ({"zred": [0.5] * 3, "sweeps": 1}, "sweeps ≥ 2")]
+             ({"zred": [0.5] * 3, "sweeps": 1}, "sweeps ≥ 2"),
+             ({"zred": [0.5] * 3, "burn": -1}, "burn ≥ 0")]
     for kw, msg in cases:
         z = kw.pop("zred")
         with pytest.raises(ValueError, match=msg):
             zeropoints.calibrate(get_model("embedded"), emu, f, f / 50, z, None, **kw)
+
+
+def test_wider_search_moves_galaxies_out_of_poor_modes_and_leaves_good_ones():
+    """Calibrators whose mode fits improbably badly (here: started far from their truth and
+    solved only locally) are searched again; the better mode is kept, galaxies that fit well
+    are not touched, and every galaxy's posterior cost is no worse than before."""
+    rng = np.random.default_rng(np.random.SeedSequence(2026, spawn_key=(8, 1)))
+    model, emu, flux, err, z, _ = _calibration_mock(rng, 6, (100, 200), np.zeros((2, 11)))
+    modes = zeropoints._Modes(model, emu, flux, err, z, np.ones(flux.shape, bool), 0.0, 0.0)
+    g, w, k = np.arange(12), np.ones(flux.shape), np.ones(flux.shape)
+    good = modes.start(np.random.default_rng(1), g, k, w, 1024, 4)
+    v = good.copy()
+    v[:4] = 2.5 * np.sign(good[:4] + 1e-3)  # four galaxies in the wrong corner of the prior
+    v, cost, m, sig, Jv = modes.solve(v, g, k, w, iters=5)
+
+    def total(v, m):
+        return 0.5 * (np.sum(((flux - m) / sig) ** 2, axis=1) + np.sum(v * v, axis=1))
+
+    before, v0 = total(v, m), v.copy()
+    chi2 = np.sum(((flux - m) / sig) ** 2, axis=1)
+    assert np.all(chi2[:4] > 100)  # the planted poor modes fit badly
+    moved = zeropoints._rescue(modes, v, m, sig, Jv, g, k, 2048, 8, np.random.default_rng(2))
+    after = total(v, modes.model_flux(v, g))
+    assert moved >= 3
+    assert np.all(after <= before + 1e-9) and np.all(after[:4] < before[:4] - 10)
+    bad_now = np.sum(((flux - modes.model_flux(v, g)) / sig) ** 2, axis=1) > 27.9
+    untouched = chi2 < 27.9  # χ²₁₁ at p = 0.001: these were not searched again
+    np.testing.assert_array_equal(v[untouched], v0[untouched])
+    assert bad_now.sum() < 4
+    print(moved, np.round(before, 1), np.round(after, 1), sep="\n")

@@ -31,6 +31,10 @@ def main(argv=None):
     ap.add_argument("--bias-sims", type=int, default=0)
     ap.add_argument("--method", choices=("marginal", "mode"), default="marginal")
     ap.add_argument("--sweeps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=40, help="Metropolis steps per sweep")
+    ap.add_argument("--chains", type=int, default=4, help="chains per galaxy")
+    ap.add_argument("--burn", type=int, default=2, help="burn-in sweeps (offsets fixed)")
+    ap.add_argument("--clip", type=float, default=5.0, help="outlier clip [σ]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-injection", action="store_true",
                     help="inject nothing (what the estimator finds on clean photometry)")
@@ -56,6 +60,7 @@ def main(argv=None):
     res = zeropoints.calibrate(model, emu, flux, err, z, np.ones(x.shape, bool), tract,
                                reference="lsst_baseline_r", floor=0.0, sigma_emu=0.0,
                                bias_sims=a.bias_sims, method=a.method, sweeps=a.sweeps,
+                               steps=a.steps, chains=a.chains, burn=a.burn, clip=a.clip,
                                seed=a.seed)
     wall, cpu = time.time() - t0, time.process_time() - c0
     d = res["offset"] - inj
@@ -67,6 +72,7 @@ def main(argv=None):
                "bias": res["bias"].tolist(), "max_abs_diff": float(np.max(np.abs(d))),
                "mode_offset": res["mode_offset"].tolist(),
                "mode_max_abs_diff": float(np.max(np.abs(dm))), "mc_spread": res["mc_spread"],
+               "trajectory": res.get("trajectory", np.zeros(0)).tolist(),
                "rms_pull": float(np.sqrt(np.mean(pull ** 2))), "converged": res["converged"],
                "steps": res["iterations"], "wall_s": wall, "cpu_s": cpu,
                "emulator_calls": res["emulator_calls"],
