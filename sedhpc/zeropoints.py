@@ -324,6 +324,37 @@ def _logpost(modes, v, g, k, w):
     return np.where(np.isfinite(lp), lp, -np.inf) - 0.5 * np.sum(v * v, axis=1), m, sig
 
 
+def _laplace(J):
+    """Laplace covariances (JᵀJ + 1)⁻¹ (n, p, p) of probit-space posteriors with whitened
+    Jacobians ``J`` (n, nbands, p), and factors C with C Cᵀ equal to them: C = R⁻¹ from the
+    QR factorisation of the stacked [J; 1] (RᵀR = JᵀJ + 1, R invertible since the identity
+    block's singular values are 1), never squaring J's condition number: inverting JᵀJ + 1
+    and factorising that broke a calibration of 4000 galaxies at S/N 50–200 (for a very well
+    measured galaxy JᵀJ swamps the 1 in float64). Non-finite Jacobian entries (a model flux
+    that overflowed) count as 0."""
+    J = np.clip(np.nan_to_num(J, nan=0.0, posinf=0.0, neginf=0.0), -1e100, 1e100)
+    n, _, p = J.shape
+    R = np.linalg.qr(np.concatenate([J, np.broadcast_to(np.eye(p), (n, p, p))], axis=1),
+                     mode="r")
+    C = np.linalg.inv(R)
+    return C @ C.transpose(0, 2, 1), C
+
+
+def _cholesky_or(S, fallback):
+    """Cholesky factors of the matrices ``S`` (n, p, p); where one is not positive definite,
+    that galaxy's ``fallback`` factor."""
+    try:
+        return np.linalg.cholesky(S)
+    except np.linalg.LinAlgError:
+        out = fallback.copy()
+        for i in range(len(S)):
+            try:
+                out[i] = np.linalg.cholesky(S[i])
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
 def _marginal(modes, t_idx, est, rng, chains, sweeps, steps, log, burn=2):
     """The offsets that maximise the marginal likelihood of the calibrators (their parameters
     integrated out), from the joint mode ``est`` of :func:`_estimate`.
@@ -347,8 +378,7 @@ def _marginal(modes, t_idx, est, rng, chains, sweeps, steps, log, burn=2):
     sig = modes.sigma(m * k, g)
     h = 1e-6  # Laplace covariance (JᵀJ + 1)⁻¹ at the modes, by forward differences
     J = modes.jacobian(v0, g, k, sig, w, m, h)
-    lap = np.linalg.inv(np.einsum("nbi,nbj->nij", J, J) + np.eye(p))
-    chol = np.linalg.cholesky(lap)
+    lap, chol = _laplace(J)
     gc = np.repeat(g, chains)
     tc = t_idx[gc]
     vc = np.repeat(v0, chains, axis=0) + 0.05 * np.einsum(
@@ -379,7 +409,7 @@ def _marginal(modes, t_idx, est, rng, chains, sweeps, steps, log, burn=2):
         cov = 0.7 * np.einsum("nsi,nsj->nij", Kc, Kc) / (K.shape[1] - 1) + 0.3 * lap
         rate = acc.reshape(G, chains).mean(axis=1) / steps
         lscale = np.clip(lscale + 1.5 * (rate - 0.234), -4.0, 1.0)
-        prop = np.repeat(np.linalg.cholesky(cov + 1e-9 * np.eye(p))
+        prop = np.repeat(_cholesky_or(cov + 1e-9 * np.eye(p), chol)
                          * np.exp(lscale)[:, None, None], chains, 0) * (2.38 / np.sqrt(p))
         if it < 0:
             continue
