@@ -27,8 +27,9 @@ squares problem, as in bundle adjustment (then refined to the marginal likelihoo
   than 0.01 mag (at most twice), galaxies whose χ² over all their bands is improbable
   (p < 0.001) are searched again at the current offsets with 4× the draws and starts, and the
   better mode kept: 51 and then 4 of 1200 moved; the largest error of the marginal estimate
-  below fell from 0.016 to 0.012 mag (the red bands' from 0.005–0.007 to ≤ 0.003) at lower
-  cost (526 CPU-s: the offsets converge in fewer steps).
+  below fell from 0.016 to 0.012–0.014 mag (two runs of the chains; the red bands' from
+  0.005–0.009 to 0.003–0.005) at lower cost (526–584 CPU-s: the offsets converge in fewer
+  steps).
 - Robustness: a galaxy-band more than ``clip`` σ from its model (an AGN, a blend, bad
   photometry) is left out of the next step; the set is re-chosen every step.
 - The overall scale is degenerate with stellar mass, so one reference band (the middle band by
@@ -66,9 +67,10 @@ Polyak averaging over the second half of the sweeps; errors the mode's sandwich 
 the sweeps' Monte Carlo spread added. On the mocks above it removes that tract's tilt (all
 |offsets| ≤ 0.004 mag there); on 2 × 600 mocks (S/N 50–200, offsets injected in 3 bands per
 tract, `tools/zeropoint_recovery.py --n 600`) it is closer to the truth than the mode in 19
-of 20 free band-tracts, median 48 % closer (largest error 0.012 mag in u against the mode's
-0.017; before the wider search: 0.016 against 0.019), 526 CPU-s in all. Not all of the tilt
-goes: each sweep's score is noisy (the
+of 20 free band-tracts, median 41–48 % closer (largest error 0.012–0.014 mag in u against
+the mode's 0.017; before the wider search: 0.016 against 0.019), 526–584 CPU-s in all. The
+tilt left lies along the weakest direction of H (u, g against i, z, y; σ ≈ 0.006 mag at 600
+calibrators per tract), where the sampled score is noisiest: each sweep's score is noisy (the
 complete-data score fluctuates ~10× more than the offsets' statistical error at these S/N,
 so steps are clipped at 0.02 mag and only the averaging tames them). A Stein control variate
 (A ∇_v log π) meant to remove that noise made it worse (0.07 mag off in y): chains that have
