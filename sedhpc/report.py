@@ -80,17 +80,25 @@ def recovery_and_coverage(run: dict, truth: dict) -> dict:
     return out
 
 
+def d_statistic(a, b, axis: int = -1) -> np.ndarray:
+    """D = |median_a − median_b| / √(w_a² + w_b²) (MODEL.md; w the 16–84 % half-width) between
+    posterior samples ``a`` and ``b`` along ``axis`` (their sample counts may differ)."""
+    qa = np.percentile(a, [16, 50, 84], axis=axis)
+    qb = np.percentile(b, [16, 50, 84], axis=axis)
+    wa, wb = (qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2
+    return np.abs(qa[1] - qb[1]) / np.maximum(np.hypot(wa, wb), 1e-12)
+
+
 def discrepancy(a: dict, b: dict, names=None) -> dict:
     """D per galaxy and quantity between runs ``a`` and ``b`` (galaxies matched by row)."""
     common, ia, ib = np.intersect1d(a["row"], b["row"], return_indices=True)
     out = {"n": int(len(common))}
     for name in names or [n for n in a["names"] if n in b["names"]]:
         ja, jb = a["names"].index(name), b["names"].index(name)
-        qa = np.percentile(a["samples"][ia, :, ja], [16, 50, 84], axis=1)
-        qb = np.percentile(b["samples"][ib, :, jb], [16, 50, 84], axis=1)
-        wa, wb = (qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2
-        d = np.abs(qa[1] - qb[1]) / np.maximum(np.hypot(wa, wb), 1e-12)
-        dmed = np.abs(qa[1] - qb[1]) / np.maximum(wa, 1e-12)
+        sa, sb = a["samples"][ia, :, ja], b["samples"][ib, :, jb]
+        d = d_statistic(sa, sb, axis=1)
+        qa = np.percentile(sa, [16, 50, 84], axis=1)
+        dmed = np.abs(qa[1] - np.median(sb, axis=1)) / np.maximum((qa[2] - qa[0]) / 2, 1e-12)
         out[name] = {"median_D": float(np.median(d)), "catastrophic": float(np.mean(d > 3)),
                      "p68_dmedian_over_halfwidth": float(np.percentile(dmed, 68)),
                      "D": d.tolist()}

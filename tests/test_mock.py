@@ -186,3 +186,17 @@ def test_report_where_selects_on_truth_columns(fitted):
         res = sedhpc("report", mock / "fit", "--truth", mock / "m_truth.ecsv", "--where", bad,
                      "--out", out)
         assert res.returncode == 2 and "--where" in res.stdout, (bad, res.stdout, res.stderr)
+
+
+def test_d_statistic_by_hand_and_with_unequal_sample_counts():
+    """D = |Δ median| / √(w_a² + w_b²) (w: 16–84 % half-width), for samples of two codes with
+    different counts (sedhpc's 256 against Bagpipes' thousands)."""
+    from sedhpc.report import d_statistic
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.0, 1.0, 256), rng.normal(0.5, 2.0, 4000)
+    qa, qb = np.percentile(a, [16, 50, 84]), np.percentile(b, [16, 50, 84])
+    want = abs(qa[1] - qb[1]) / np.hypot((qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2)
+    assert d_statistic(a, b) == pytest.approx(want)
+    assert 0.1 < want < 0.4  # 0.5 / √5 in the large-sample limit
+    assert d_statistic(np.ones(5), np.ones(7)) == 0.0  # zero widths: no division by zero

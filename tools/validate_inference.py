@@ -25,6 +25,7 @@ from sedhpc import provenance
 from sedhpc.emulator import Emulator
 from sedhpc.model import get_model
 from sedhpc.photometry import A, B, U0
+from sedhpc.report import d_statistic
 from sedhpc.samplers import fit_batch, photoz_model
 
 BANDS = [f"lsst_baseline_{b}" for b in "ugrizy"] + ["twomass_J", "twomass_H", "twomass_Ks",
@@ -117,9 +118,7 @@ def discrepancy(model, ra, rb, truth):
         for a, b, t in zip(ra, rb, truth):
             sa, _ = quantity(model, a, t, name)
             sb, _ = quantity(model, b, t, name)
-            qa, qb = np.percentile(sa, [16, 50, 84]), np.percentile(sb, [16, 50, 84])
-            wa, wb = (qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2
-            d.append(abs(qa[1] - qb[1]) / max(np.hypot(wa, wb), 1e-12))
+            d.append(float(d_statistic(sa, sb)))
         d = np.array(d)
         out[name] = {"median_D": float(np.median(d)), "catastrophic": float(np.mean(d > 3)),
                      "D": d.tolist()}

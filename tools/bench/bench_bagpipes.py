@@ -48,6 +48,7 @@ from sedhpc.mock import add_noise  # noqa: E402
 from sedhpc.model import get_model, sfh  # noqa: E402
 from sedhpc.model.priors import Uniform  # noqa: E402
 from sedhpc.photometry import FilterSet  # noqa: E402
+from sedhpc.report import d_statistic  # noqa: E402
 from sedhpc.samplers import fit_batch  # noqa: E402
 from sedhpc.sps.embedded import EmbeddedSPS, write_filter_files  # noqa: E402
 
@@ -64,11 +65,11 @@ def make_mocks(n, min_snr, seed):
     sps = EmbeddedSPS(model, FilterSet(BANDS))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(9, 2)))
     keep_t, keep_x = [], []
+    sig_i = 10 ** (-0.4 * DEPTH[3]) / 5
     while len(keep_t) < n:
         z = rng.uniform(0.05, 1.5, 64)
         theta = model.sample(rng, 64, z[:, None])
         x, _ = sps.maggies(theta)
-        sig_i = 10 ** (-0.4 * DEPTH[3]) / 5
         for t, xx in zip(theta, x):
             if xx[3] / sig_i >= min_snr and len(keep_t) < n:
                 keep_t.append(t)
@@ -143,12 +144,6 @@ def sedhpc_quantities(model, res):
     return {k: np.asarray(v, float) for k, v in d.items()}
 
 
-def d_stat(a, b):
-    qa, qb = np.percentile(a, [16, 50, 84]), np.percentile(b, [16, 50, 84])
-    wa, wb = (qa[2] - qa[0]) / 2, (qb[2] - qb[0]) / 2
-    return float(abs(qa[1] - qb[1]) / np.hypot(wa, wb))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=20)
@@ -163,6 +158,8 @@ def main():
     ap.add_argument("--write", action="store_true", help="rewrite the BENCHMARKS.md section")
     ap.add_argument("--threads", default="1")
     a = ap.parse_args()
+    if a.n < 1 or a.nlive < 1:
+        ap.error(f"need --n ≥ 1 and --nlive ≥ 1; got {a.n}, {a.nlive}")
     work = Path(a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -202,8 +199,8 @@ def main():
             bp, cpu = fit_bagpipes(i, z[i], flux[i], err[i], filt_files, a.nlive, work,
                                    f"bench_s{a.seed}_n{a.nlive}_floor{FLOOR:g}")
             np.savez(cache, cpu=cpu, **bp)
-        d = {q: d_stat(sed[i][q], bp[q]) for q in QUANTITIES}
-        dm = {q: d_stat(sed_m[i][q], bp[q]) for q in QUANTITIES}
+        d = {q: float(d_statistic(sed[i][q], bp[q])) for q in QUANTITIES}
+        dm = {q: float(d_statistic(sed_m[i][q], bp[q])) for q in QUANTITIES}
         rows.append({"i": i, "z": z[i], "snr_i": truth["snr_i"][i], "cpu": cpu, "D": d,
                      "D_matched": dm})
         print(f"galaxy {i}: z {z[i]:.2f}, S/N_i {truth['snr_i'][i]:.0f}, Bagpipes "
