@@ -57,11 +57,14 @@ def main(argv=None):
     tract = np.repeat(np.array(["A", "B"]), a.n)
     flux = x * 10 ** (0.4 * inj[(tract == "B").astype(int)]) + err * rng.standard_normal(x.shape)
     t0, c0 = time.time(), time.process_time()
-    res = zeropoints.calibrate(model, emu, flux, err, z, np.ones(x.shape, bool), tract,
-                               reference="lsst_baseline_r", floor=0.0, sigma_emu=0.0,
-                               bias_sims=a.bias_sims, method=a.method, sweeps=a.sweeps,
-                               steps=a.steps, chains=a.chains, burn=a.burn, clip=a.clip,
-                               seed=a.seed)
+    try:
+        res = zeropoints.calibrate(model, emu, flux, err, z, np.ones(x.shape, bool), tract,
+                                   reference="lsst_baseline_r", floor=0.0, sigma_emu=0.0,
+                                   bias_sims=a.bias_sims, method=a.method, sweeps=a.sweeps,
+                                   steps=a.steps, chains=a.chains, burn=a.burn, clip=a.clip,
+                                   seed=a.seed)
+    except ValueError as exc:
+        ap.error(str(exc))
     wall, cpu = time.time() - t0, time.process_time() - c0
     d = res["offset"] - inj
     dm = res["mode_offset"] - inj
