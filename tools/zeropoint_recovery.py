@@ -4,7 +4,7 @@ uniform in [snr, 4·snr] per galaxy), recovered by `sedhpc.zeropoints.calibrate`
 OUT/zeropoint_recovery.json and prints a Markdown table (recovered − injected, error, bias
 correction per band and tract).
 
-    python tools/zeropoint_recovery.py --n 600 --snr 50 --bias-sims 0 --out DIR
+    python tools/zeropoint_recovery.py --n 600 --snr 50 --out DIR
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=300, help="calibrators per tract")
     ap.add_argument("--snr", type=float, default=50.0, help="lowest S/N (highest: 4×)")
-    ap.add_argument("--bias-sims", type=int, default=0)
-    ap.add_argument("--method", choices=("marginal", "mode"), default="marginal")
+    ap.add_argument("--bias-sims", type=int, default=4)
+    ap.add_argument("--method", choices=("marginal", "mode"), default="mode")
     ap.add_argument("--sweeps", type=int, default=30)
     ap.add_argument("--steps", type=int, default=40, help="Metropolis steps per sweep")
     ap.add_argument("--chains", type=int, default=4, help="chains per galaxy")

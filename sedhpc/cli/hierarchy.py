@@ -10,10 +10,11 @@ def register(sub) -> None:
         description="Estimate multiplicative zeropoint corrections per band (per tract with "
                     "--tract-column) from the galaxies of CATALOG that have a redshift: the "
                     "offsets and every galaxy's parameters are solved jointly at the posterior "
-                    "mode (redshift fixed), outliers clipped, then moved to the maximum of the "
-                    "marginal likelihood by sampling the galaxies' posteriors (--method; "
-                    "optionally the bias measured on simulated calibration sets is removed: "
-                    "--bias-sims; sedhpc.zeropoints). The "
+                    "mode (redshift fixed), outliers clipped, and the mode's bias (the prior's "
+                    "pull) measured on --bias-sims simulated calibration sets and removed "
+                    "(sedhpc.zeropoints; --method marginal instead moves the offsets toward the "
+                    "maximum of the marginal likelihood by sampling the galaxies' posteriors). "
+                    "The "
                     "reference band is held at 0. Apply the result with `sedhpc fit "
                     "--zeropoints ZP.ecsv`.")
     p.add_argument("catalog")
@@ -25,12 +26,13 @@ def register(sub) -> None:
     p.add_argument("--iterations", type=int, default=30, help="most offset steps")
     p.add_argument("--clip", type=float, default=5.0,
                    help="leave out galaxy-bands this many σ from their model")
-    p.add_argument("--bias-sims", type=int, default=0,
-                   help="simulated calibration sets for the bias correction (default 0: none; experimental, see README)")
-    p.add_argument("--method", choices=("marginal", "mode"), default="marginal",
-                   help="marginal: the joint mode, then the offsets that maximise the marginal "
-                        "likelihood (calibrators' parameters sampled out; default); mode: the "
-                        "joint mode alone (faster, biased by the prior's pull)")
+    p.add_argument("--bias-sims", type=int, default=4,
+                   help="simulated calibration sets for the bias correction (default 4; each "
+                        "costs as much as the estimate itself; 0: none)")
+    p.add_argument("--method", choices=("marginal", "mode"), default="mode",
+                   help="mode: the joint mode (default); marginal: the joint mode, then the "
+                        "offsets moved toward the maximum of the marginal likelihood "
+                        "(calibrators' parameters sampled out; slower)")
     p.add_argument("--sweeps", type=int, default=30,
                    help="stochastic-approximation sweeps of the marginal method")
     p.add_argument("--seed", type=int, default=0)
