@@ -200,3 +200,30 @@ def test_d_statistic_by_hand_and_with_unequal_sample_counts():
     assert d_statistic(a, b) == pytest.approx(want)
     assert 0.1 < want < 0.4  # 0.5 / √5 in the large-sample limit
     assert d_statistic(np.ones(5), np.ones(7)) == 0.0  # zero widths: no division by zero
+
+
+def test_coverage_diagnostic_tool_runs_on_a_mock(mock, tmp_path, capsys):
+    """tools/coverage_diagnostic.py (docs/VALIDATION.md (b)): the emulator-vs-SPS residuals at
+    the truths, and a fit of the mock with the emulator's own photometry, each with a JSON
+    summary; an unknown S/N band is refused with one line."""
+    import json
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import coverage_diagnostic as cd
+
+    args = [str(mock / "m.ecsv"), str(mock / "m_truth.ecsv"), "--min-snr=-1e9", "--out",
+            str(tmp_path)]
+    cd.main(args + ["--variant", "residuals"])
+    r = json.loads((tmp_path / "coverage_diagnostic_residuals.json").read_text())
+    assert r["galaxies"] == 4 and len(r["rms_over_sigma"]) == 3
+    assert all(np.isfinite(v) and v > 0 for v in r["rms_over_sigma"])
+    cd.main(args + ["--variant", "emulator", "--seed", "2", "--max-steps", "300"])
+    s = json.loads((tmp_path / "coverage_diagnostic_emulator.json").read_text())
+    assert s["galaxies"] == 4 and s["provenance"]["sedhpc_kind"] == "coverage-diagnostic"
+    for q in cd.QUANTITIES:
+        lo68, lo95 = s["coverage_68_95"][q]["all"]
+        assert 0 <= lo68 <= lo95 <= 1
+    assert "| logmass |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cd.main(args + ["--variant", "sps", "--band", "sdss_u0"])

@@ -9,9 +9,13 @@
 
 Prints the 68 / 95 % coverage per quantity, overall and per i-band S/N bin, and how often the
 truth's log posterior exceeds every posterior sample's by more than 2 (a sampler that missed
-the region holding the truth); writes OUT/coverage_diagnostic_<variant>.json.
+the region holding the truth); writes OUT/coverage_diagnostic_<variant>.json. ``--variant
+residuals`` fits nothing: it compares the emulator with the SPS at the truths, in units of
+the emulator's σ (rms and tail fractions per band, χ² over the bands, correlations).
 
     python tools/coverage_diagnostic.py mocks_b.ecsv mocks_b_truth.ecsv --variant sps --out DIR
+    python tools/coverage_diagnostic.py mocks_b.ecsv mocks_b_truth.ecsv --variant residuals \
+        --out DIR
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("catalog", help="`sedhpc mock` catalog (fluxes in nJy)")
     ap.add_argument("truth", help="its truth table")
-    ap.add_argument("--variant", choices=("sps", "emulator"), required=True)
+    ap.add_argument("--variant", choices=("sps", "emulator", "residuals"), required=True)
     ap.add_argument("--band", default="lsst_baseline_i", help="S/N selection band")
     ap.add_argument("--min-snr", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-steps", type=int, default=5000, help="ensemble sampler's step cap")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
 
@@ -61,6 +66,8 @@ def main(argv=None):
     flux = np.column_stack([np.asarray(cat[f"f_{b}"], float) for b in bands])[rows] * NJY
     err = np.column_stack([np.asarray(cat[f"e_{b}"], float) for b in bands])[rows] * NJY
     emu = Emulator(default_path(), bands=bands, xp="numpy")
+    if a.variant == "residuals":
+        return _residuals(a, emu, theta, tru, rows, bands, model)
     sigma_emu = None
     if a.variant == "emulator":
         noise = flux - np.column_stack([np.asarray(tru[f"true_{b}"], float) for b in bands])[rows]
@@ -69,7 +76,7 @@ def main(argv=None):
     zred = theta[:, model.index("zred")]
     c0 = time.process_time()
     res = fit_batch(model, emu, flux, err, zred=zred, floor=0.0, sigma_emu=sigma_emu,
-                    sampler="ensemble", seed=a.seed)
+                    sampler="ensemble", seed=a.seed, max_steps=a.max_steps)
     cpu = time.process_time() - c0
 
     lik = Likelihood(emu, Observations.build(flux, err), floor=0.0, sigma_emu=sigma_emu)
@@ -121,6 +128,41 @@ def main(argv=None):
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| truth beats every sample by > 2 | " + f"{np.mean(missed):.1%} | " + " | ".join(
         "–" if missed_bin[b] is None else f"{missed_bin[b]:.0%}" for b in bins) + " |")
+
+
+def _residuals(a, emu, theta, tru, rows, bands, model):
+    """Emulator − SPS at the truths [arsinh mag] over the emulator's σ at each redshift."""
+    from sedhpc.photometry import A, B, U0
+
+    x = np.column_stack([np.asarray(tru[f"true_{b}"], float) for b in bands])[rows]
+    u_sps = U0 - A * np.arcsinh(x / (2 * B))
+    r = np.asarray(emu.predict(theta).mags, float) - u_sps
+    z = r / np.asarray(emu.sigma_at(theta[:, model.index("zred")]), float)
+    chi2 = np.sum(z * z, axis=1)
+    from scipy import stats
+
+    corr = np.corrcoef(r.T)[np.triu_indices(len(bands), 1)]
+    summary = {"variant": "residuals", "galaxies": int(len(rows)), "bands": bands,
+               "mean_over_sigma": z.mean(axis=0).tolist(),
+               "rms_over_sigma": np.sqrt(np.mean(z * z, axis=0)).tolist(),
+               "frac_abs_gt_3": np.mean(np.abs(z) > 3, axis=0).tolist(),
+               "chi2_p50_p90_p99": np.percentile(chi2, [50, 90, 99]).tolist(),
+               "chi2_gaussian_p50_p90_p99": stats.chi2.ppf([0.5, 0.9, 0.99],
+                                                           len(bands)).tolist(),
+               "correlation_range": [float(corr.min()), float(corr.max())],
+               "provenance": provenance.provenance("coverage-diagnostic", 1, vars(a))}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "coverage_diagnostic_residuals.json").write_text(json.dumps(summary, indent=1))
+    f = " ".join
+    print(f"emulator − SPS at the truths of {len(rows)} galaxies ({a.band} S/N > "
+          f"{a.min_snr:g}), in units of the emulator's σ, bands {f(bands)}:")
+    print("  mean  " + f(f"{v:+.2f}" for v in summary["mean_over_sigma"]))
+    print("  rms   " + f(f"{v:.2f}" for v in summary["rms_over_sigma"]))
+    print("  |r|>3 " + f(f"{v:.3f}" for v in summary["frac_abs_gt_3"]) + "  (Gaussian 0.003)")
+    print("  χ² over the bands p50/p90/p99 " + f(f"{v:.1f}" for v in summary["chi2_p50_p90_p99"])
+          + "  (Gaussian " + f(f"{v:.1f}" for v in summary["chi2_gaussian_p50_p90_p99"]) + ")")
+    print(f"  correlation between bands {corr.min():.2f} … {corr.max():.2f}")
 
 
 if __name__ == "__main__":
