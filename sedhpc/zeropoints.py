@@ -53,9 +53,9 @@ squares problem, as in bundle adjustment, and its bias measured on simulated set
   tract; two realisations, seeds 0 and 1) every free band and tract then comes within
   0.0056 / 0.0057 mag of the injected offsets (the mode alone: 0.017 / 0.021), rms pull
   0.94 / 0.81, at 5× the mode's cost (~2200 CPU-s for 1200 calibrators). This assumes the
-  prior describes the calibrators' population — the assumption every fit makes. (A first version gave the simulated galaxies
-  the calibrator's absolute errors, so a draw fainter than its calibrator was measured worse
-  and pulled further: it over-corrected about 3×.)
+  prior describes the calibrators' population — the assumption every fit makes. (A first
+  version gave the simulated galaxies the calibrator's absolute errors, so a draw fainter than
+  its calibrator was measured worse and pulled further: it over-corrected about 3×.)
 
 The alternative, ``method="marginal"``: the marginal likelihood. The joint mode is not a
 consistent estimator: the number of galaxy parameters grows with the calibration set, and each
