@@ -56,8 +56,12 @@ def main(argv=None):
 
     cat, tru = Table.read(a.catalog), Table.read(a.truth)
     bands = [c[2:] for c in cat.colnames if c.startswith("f_")]
-    if f"snr_{a.band}" not in tru.colnames:
-        ap.error(f"the truth table has no snr_{a.band} column")
+    need = [f"e_{b}" for b in bands if f"e_{b}" not in cat.colnames] + [
+        c for c in [f"snr_{a.band}", "log_mfrac"] + [f"true_{b}" for b in bands]
+        if c not in tru.colnames]
+    if not bands or need:
+        ap.error(f"needs a `sedhpc mock` catalog (f_<band>, e_<band> in nJy) and its truth "
+                 f"table; missing: {need or 'every f_<band> column'}")
     rows = np.flatnonzero(np.asarray(tru[f"snr_{a.band}"]) > a.min_snr)
     if rows.size == 0:
         ap.error(f"no galaxy has {a.band} S/N > {a.min_snr}")
