@@ -3,9 +3,10 @@
 Gaussian in maggies (seed eq. 9, MODEL.md): per band
     σ² = σ_obs² + (f_floor · x_obs)² + σ_emu²,
     σ_emu = (2b/a) σ_u sqrt(1 + x²/(4b²))
-with σ_u the emulator's test-set residual σ in arsinh magnitudes propagated to flux at the model
-flux x, the error floor f_floor (default 0.05, Leja et al. 2019), and optional multiplicative
-per-band zeropoint corrections applied to the observed fluxes and errors. Bands masked for a
+with σ_u the emulator's σ in arsinh magnitudes (its parameter-dependent model at θ, or the
+test-set residual σ per band) propagated to flux at the model flux x, the error floor f_floor
+(default 0.05, Leja et al. 2019), and optional multiplicative per-band zeropoint corrections
+applied to the observed fluxes and errors. Bands masked for a
 galaxy contribute nothing. The emulator runs in float32; residuals and sums are float64.
 Everything runs in the emulator's array module (numpy, or CuPy on a GPU: the observations are
 copied to the device once, and θ, galaxy indices and log L stay there).
@@ -66,8 +67,9 @@ class Likelihood:
     ``emulator``: a :class:`sedhpc.emulator.Emulator` whose bands are the observed bands, in
     order; ``floor``: fractional error floor; ``zeropoints``: (nbands,) multiplicative
     corrections to the observed fluxes (default 1); ``sigma_emu``: (nbands,) emulator σ in arsinh
-    mag (default: the emulator file's test-set σ of the window(s) at each row's redshift,
-    blended like the predictions; 0 to switch the term off)."""
+    mag (default: the emulator's own — its parameter-dependent σ model at each row's θ when the
+    file has one (:mod:`sedhpc.emulator.errors`), else the test-set σ of the window(s) at each
+    row's redshift, blended like the predictions; 0 to switch the term off)."""
 
     def __init__(self, emulator, obs: Observations, floor: float = 0.05, zeropoints=None,
                  sigma_emu=None):
@@ -83,7 +85,6 @@ class Likelihood:
             raise ValueError(f"zeropoints must be {nb} positive factors; got {zeropoints}")
         self.sigma_u = None if sigma_emu is None else np.broadcast_to(
             np.asarray(sigma_emu, float), (nb,)).copy()
-        self.iz = emulator.param_names.index("zred") if sigma_emu is None else None
         xp = self.xp = emulator.xp
         x_obs = obs.flux * zp
         self.x_obs = xp.asarray(x_obs)
@@ -100,7 +101,7 @@ class Likelihood:
         theta = xp.asarray(theta)
         pred = self.emulator.predict(theta)
         u = pred.mags.astype(xp.float64)
-        sig = (self.emulator.sigma_at(theta[:, self.iz]) if self.sigma_u is None
+        sig = (self.emulator.sigma_for(theta) if self.sigma_u is None
                else xp.broadcast_to(self.sigma_u, u.shape))
         return 2.0 * B * xp.sinh((U0 - u) / A), pred.inside, sig
 

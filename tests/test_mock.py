@@ -225,5 +225,43 @@ def test_coverage_diagnostic_tool_runs_on_a_mock(mock, tmp_path, capsys):
         lo68, lo95 = s["coverage_68_95"][q]["all"]
         assert 0 <= lo68 <= lo95 <= 1
     assert "| logmass |" in capsys.readouterr().out
+    cd.main(args + ["--variant", "gaussian", "--seed", "2", "--max-steps", "300"])
+    g = json.loads((tmp_path / "coverage_diagnostic_gaussian.json").read_text())
+    assert g["galaxies"] == 4
+    assert json.loads(g["provenance"]["config_json"])["variant"] == "gaussian"
     with pytest.raises(SystemExit):
         cd.main(args + ["--variant", "sps", "--band", "sdss_u0"])
+
+
+def test_tails_study_tool_tables_and_residuals(tmp_path, capsys):
+    """tools/tails_study.py (docs/VALIDATION.md (c)): the declining-SFH and low-density tables
+    hold what their names say, `sedhpc mock --source` reads them, and the residual table
+    compares emulators on the mocks' truths."""
+    import json
+    from pathlib import Path
+
+    from sedhpc.emulator import default_path
+    from sedhpc.model import get_model
+    from sedhpc.samplers.fit import derived_quantities
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import tails_study as ts
+
+    assert ts.main(["tables", "--n", "5", "--seed", "3", "--out", str(tmp_path)]) == 0
+    model = get_model("embedded")
+    dec = Table.read(tmp_path / "declining.ecsv")
+    theta = np.column_stack([np.asarray(dec[n], float) for n in model.names])
+    dq = derived_quantities(model, theta, np.zeros(len(theta)))
+    assert np.all(np.log10(dq["sfr100"]) - theta[:, 0] < ts.SSFR_CUT)
+    low = Table.read(tmp_path / "lowdensity.ecsv")
+    prior = model.training_distribution(1.0, (0.05, 3.0))
+    lp = prior.log_prob(np.column_stack([np.asarray(low[n], float) for n in model.names]))
+    assert np.all(lp <= low.meta["log_density_cut"])
+    res = sedhpc("mock", "--source", tmp_path / "declining.ecsv", "--bands", BANDS, "--snr", 30,
+                 "--seed", 1, "--out", tmp_path / "d.ecsv", "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert ts.main(["residuals", str(tmp_path / "d_truth.ecsv"), "--emulators",
+                    str(default_path()), "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "residuals.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["n"] == 5 and len(rows[0]["sigma"]) == 3
+    assert "| d_truth.ecsv | default.h5 | 5 |" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -68,6 +69,20 @@ def register(sub) -> None:
     p.add_argument("--floor", type=float, default=0.05, help="error floor (fraction of flux) "
                                                               "drawn in the plot (default 0.05)")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser(
+        "emulator-sigma", help="fit a parameter-dependent emulator-error model",
+        description="Fit log σ² per band as a quadratic function of the inputs, per window, to "
+                    "the emulator − SPS residuals of a calibration set (`sedhpc generate` "
+                    "with its own seed, not the training or the test set), and write a copy "
+                    "of the emulator with it; the likelihood then uses σ(θ) instead of one σ "
+                    "per band (sedhpc.emulator.errors).")
+    p.add_argument("emulator", help="emulator file")
+    p.add_argument("--calset", required=True, help="calibration set (directory or trainset.h5)")
+    p.add_argument("--out", required=True, help="emulator file to write (.h5)")
+    p.add_argument("--ridge", type=float, default=1e-3, help="ridge penalty (default 1e-3)")
+    p.add_argument("--testset", help="a held-out set to judge the model on (optional)")
+    p.set_defaults(func=_cmd_sigma)
 
 
 def _floats(text, kind=float):
@@ -150,12 +165,37 @@ def _cmd_emulate(args) -> int:
     return 0
 
 
+def _cmd_sigma(args) -> int:
+    from ..emulator import errors, io
+
+    if Path(args.out).resolve() == Path(args.emulator).resolve():
+        raise SystemExit("--out must differ from the input emulator")
+    if args.ridge < 0:
+        raise SystemExit(f"--ridge must be ≥ 0; got {args.ridge}")
+    new, summary = errors.fit(io.read(args.emulator), args.calset, ridge=args.ridge)
+    if args.testset:
+        summary["test"] = errors.judge(new, args.testset)
+    io.write(args.out, new, {"command": "emulator-sigma", "emulator": args.emulator,
+                             "calset": args.calset, "ridge": args.ridge})
+    for w in summary["windows"]:
+        print(f"window {w['zrange']}: {w['n']} draws, mean −log L per residual "
+              f"{w['nll_per_band']:.3f} (σ per band) → {w['nll_model']:.3f} (σ(θ))")
+    if "test" in summary:
+        t = summary["test"]
+        print(f"test set ({t['n']} draws): mean −log L {t['nll_per_band']:.3f} → "
+              f"{t['nll_model']:.3f}; |r| < σ(θ) {t['within_1sigma']:.3f}, "
+              f"< 2σ(θ) {t['within_2sigma']:.3f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_validate(args) -> int:
     from ..emulator.validate import validate
 
     s = validate(args.emulator, args.testset, args.out, args.floor)
     print(json.dumps({k: s[k] for k in ("n_test", "sigma_median", "sigma68_median",
                                         "sigma_max", "worst_band",
-                                        "bands_below_floor", "n_bands")}, indent=1))
+                                        "bands_below_floor", "n_bands", "sigma_model")
+                      if k in s}, indent=1))
     print(f"plots and summary.json in {args.out}")
     return 0

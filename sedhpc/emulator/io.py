@@ -12,6 +12,8 @@ Layout (format version 1)::
     /net<k>/residuals    (n_outputs, 11) test-set residual statistics [mag]: quantiles at
                          −4σ … +4σ (9 values incl. the median), mean, standard deviation
     /net<k>/residual_cov (n_outputs, n_outputs) test-set residual covariance
+    /net<k>/sigma_coef   optional (n_bands, 1 + 2d): the parameter-dependent σ model of
+                         :mod:`sedhpc.emulator.errors` (root attr sigma_model: how it was fitted)
     /net<k> attrs        zrange, width, depth, activation, n_train, n_test, train_seconds
 
 A single emulator is a stitched one with one window.
@@ -47,6 +49,7 @@ class Network:
     residuals: np.ndarray | None = None
     residual_cov: np.ndarray | None = None
     attrs: dict = field(default_factory=dict)
+    sigma_coef: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -109,6 +112,8 @@ def write(path, emu: EmulatorFile, config: dict | None = None) -> Path:
             if net.residuals is not None:
                 g["residuals"] = net.residuals
                 g["residual_cov"] = net.residual_cov
+            if net.sigma_coef is not None:
+                g["sigma_coef"] = np.asarray(net.sigma_coef, np.float64)
             g.attrs["zrange"] = np.asarray(net.zrange, float)
             g.attrs["width"], g.attrs["depth"] = net.width, net.depth
             g.attrs["activation"] = "gelu_tanh"
@@ -144,7 +149,8 @@ def read(path) -> EmulatorFile:
                 tuple(float(v) for v in g.attrs["zrange"]),
                 g["residuals"][()] if "residuals" in g else None,
                 g["residual_cov"][()] if "residual_cov" in g else None,
-                {a: g.attrs[a] for a in g.attrs if a not in ("zrange", "width", "depth")}))
+                {a: g.attrs[a] for a in g.attrs if a not in ("zrange", "width", "depth")},
+                g["sigma_coef"][()] if "sigma_coef" in g else None))
             k += 1
     return EmulatorFile(nets, json.loads(attrs["param_names"]), json.loads(attrs["band_names"]),
                         attrs)
@@ -169,7 +175,7 @@ def stitch(files, check=True) -> EmulatorFile:
         if k + 2 < len(w) and w[k + 2][0] < w[k][1]:
             raise ValueError(f"windows {w[k]} and {w[k + 2]} overlap: at most two may")
     attrs = {k: v for k, v in first.attrs.items()
-             if k in ("model", "sps", "distribution", "prior", "torch_version")}
+             if k in ("model", "sps", "distribution", "prior", "torch_version", "sigma_model")}
     for key in ("trainset", "trainset_hash", "trainset_git_hash", "git_hash"):
         values = sorted({str(p.attrs.get(key, "")) for p in parts})
         attrs[key if key != "git_hash" else "parts_git_hash"] = (

@@ -184,6 +184,20 @@ class Emulator:
             lo[self.iz], hi[self.iz] = self.windows[0][0], self.windows[-1][1]
         self.lo, self.hi = self.xp.asarray(lo), self.xp.asarray(hi)
         self.band_columns = columns[:-1]
+        # parameter-dependent σ model (sedhpc.emulator.errors), when every window has one
+        self._sigma_models = None
+        if all(n.sigma_coef is not None for n in self.file.nets):
+            self._sigma_models = [
+                (json.loads(str(n.attrs.get("log_inputs", "[]"))),
+                 self.xp.asarray(np.asarray(n.x_mean, np.float64)),
+                 self.xp.asarray(np.asarray(n.x_std, np.float64)),
+                 self.xp.asarray(np.asarray(n.sigma_coef, np.float64)[self.band_columns]))
+                for n in self.file.nets]
+
+    @property
+    def has_sigma_model(self) -> bool:
+        """True when the file carries a parameter-dependent σ model for every window."""
+        return self._sigma_models is not None
 
     @property
     def ndim(self) -> int:
@@ -214,6 +228,39 @@ class Emulator:
         w = stitch_weights(z, self.windows)
         w[w.sum(axis=1) == 0] = 1.0 / len(self.windows)  # outside all windows: the average
         return w @ sig
+
+    def sigma_for(self, theta):
+        """Emulator σ per row and band [mag] (n, nbands) at inputs ``theta`` (n, d): the
+        parameter-dependent model of :mod:`sedhpc.emulator.errors` when the file has one
+        (variances blended with the stitching weights), else :meth:`sigma_at` of the rows'
+        redshifts. In the emulator's array module."""
+        xp = self.xp
+        theta = xp.asarray(theta, dtype=xp.float64)
+        if self._sigma_models is None:
+            return xp.asarray(self.sigma_at(theta[:, self.iz]))
+        from .errors import LOG_VAR_MAX, LOG_VAR_MIN
+
+        def var(k, rows):
+            log_cols, mean, std, coef = self._sigma_models[k]
+            x = theta[rows]
+            if log_cols:
+                x = x.copy()
+                x[:, log_cols] = xp.log10(xp.maximum(x[:, log_cols], 1e-6))
+            x = (x - mean) / std
+            d = x.shape[1]
+            s = coef[:, 0] + x @ coef[:, 1:d + 1].T + (x * x) @ coef[:, d + 1:].T
+            return xp.exp(xp.clip(s, LOG_VAR_MIN, LOG_VAR_MAX))
+
+        if len(self.windows) == 1:
+            return xp.sqrt(var(0, slice(None)))
+        w = stitch_weights(theta[:, self.iz], self.windows)
+        w[w.sum(axis=1) == 0] = 1.0 / len(self.windows)  # outside all windows: the average
+        v = xp.zeros((theta.shape[0], len(self.bands)))
+        for k in range(len(self.windows)):
+            rows = xp.nonzero(w[:, k] > 0)[0]
+            if rows.size:
+                v[rows] += w[rows, k:k + 1] * var(k, rows)
+        return xp.sqrt(v)
 
     def predict(self, theta) -> Prediction:
         xp = self.xp

@@ -69,6 +69,10 @@ def validate(emulator, testset, out, floor: float = 0.05) -> dict:
         "bands_below_floor": int((sigma < floor_mag).sum()), "n_bands": len(emu.bands),
         "log_mfrac": {"bias": float(res_mf.mean()), "sigma": float(res_mf.std())},
         "seconds_per_evaluation": timing, "per_band": per_band}
+    if emu.has_sigma_model:  # the parameter-dependent σ (sedhpc.emulator.errors) on this set
+        from .errors import judge
+
+        summary["sigma_model"] = judge(emu.file, ts)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -3,10 +3,11 @@ reference of emulator-vs-SPS validation, seed Sections 3.2 and 4.2).
 
 :class:`DirectSPS` has what :class:`sedhpc.likelihood.Likelihood` and the samplers use of an
 :class:`sedhpc.emulator.Emulator` — ``param_names``, ``bands``, ``xp``, ``zrange``,
-``predict(θ) → Prediction`` and ``sigma_at(z)`` (zero: no emulator error) — and computes every
-row with the SPS backend, one spectrum at a time (tens of ms each for the embedded SPS, so a
-nested-sampling fit costs minutes to hours; run it through the MPI engine). Rows outside the
-model's prior support, or where the SPS fails, come back with ``inside`` False (log L = −inf).
+``predict(θ) → Prediction``, ``sigma_at(z)`` and ``sigma_for(θ)`` (zero: no emulator error)
+— and computes every row with the SPS backend, one spectrum at a time (tens of ms each for the
+embedded SPS, so a nested-sampling fit costs minutes to hours; run it through the MPI engine).
+Rows outside the model's prior support, or where the SPS fails, come back with ``inside``
+False (log L = −inf).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class DirectSPS:
 
     def sigma_at(self, z):
         return np.zeros((np.shape(z)[0], len(self.bands)))
+
+    def sigma_for(self, theta):
+        return np.zeros((np.shape(theta)[0], len(self.bands)))
 
     def predict(self, theta):
         from ..emulator.kernel import Prediction
