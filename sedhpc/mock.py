@@ -8,7 +8,9 @@ work lives in ``<out>.sps/``), then rank 0 adds noise and writes three files:
   ``units`` (nJy by default); a missing band or a non-detection is NaN;
 - ``<out stem>_truth.<ext>`` — all parameters, log10 mfrac, log10 M*, SFR over 100 Myr
   [Msun/yr], mass-weighted age [Gyr], the noiseless fluxes ``true_<band>`` (maggies) and
-  their S/N ``snr_<band>`` (noiseless flux / error; NaN where the band is missing);
+  their S/N ``snr_<band>`` (noiseless flux / error; NaN where the band is missing), and
+  ``obs_snr_<band>``, the catalog flux / error (select subsets on this one: a cut on the data
+  keeps Bayesian coverage nominal, a cut on the noiseless S/N is a cut on θ and need not);
 - ``<out stem>_fit.toml`` — the ``[fit.columns]`` map for ``sedhpc fit --config``.
 
 Noise model, per band: σ² = (5σ depth in maggies / 5)² + (floor · x)², or σ = x / SNR with a
@@ -157,6 +159,8 @@ def make_mock(cfg: MockConfig, comm="world") -> dict:
         truth[f"true_{b}"] = x[:, j]
     for j, b in enumerate(bands):  # noiseless S/N (NaN where missing or not detected)
         truth[f"snr_{b}"] = x[:, j] / err[:, j]
+    for j, b in enumerate(bands):  # S/N of the catalog's noisy flux: select on this, the data
+        truth[f"obs_snr_{b}"] = flux[:, j] / err[:, j]
     truth_path = out.with_name(f"{out.stem}_truth{out.suffix}")
     cat.write(out, overwrite=True)
     truth.write(truth_path, overwrite=True)

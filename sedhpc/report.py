@@ -185,7 +185,7 @@ def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
     ``reference``: a second fit directory of the same catalog for D statistics; ``galaxies``:
     catalog rows to draw per-galaxy plots for; ``where``: conditions on truth-table columns
     ("COLUMN OP VALUE", all must hold) that restrict the report to a subset, e.g. the
-    detected galaxies of a mock ("snr_lsst_baseline_i > 10")."""
+    detected galaxies of a mock ("obs_snr_lsst_baseline_i > 10")."""
     from astropy.table import Table
 
     out = Path(out)

@@ -58,6 +58,7 @@ def test_mock_catalog_truth_and_column_map(mock):
     np.testing.assert_allclose(cat[f"e_{b}"], np.hypot(sig, 0.02 * truth[f"true_{b}"] * 3.631e12))
     np.testing.assert_allclose(truth[f"snr_{b}"] * cat[f"e_{b}"], truth[f"true_{b}"] * 3.631e12,
                                rtol=1e-10)
+    np.testing.assert_allclose(truth[f"obs_snr_{b}"], cat[f"f_{b}"] / cat[f"e_{b}"], rtol=1e-10)
     assert "sedhpc_version" in cat.meta and "git_hash" in truth.meta
     import tomllib
     spec = CatalogSpec.from_dict(tomllib.loads((mock / "m_fit.toml").read_text())["fit"]["columns"])

@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--where", action="append", default=[], metavar="'COLUMN OP VALUE'",
                    help="report only galaxies whose truth-table COLUMN meets the condition "
                         "(OP: < <= > >= == !=; repeat to combine), e.g. "
-                        "--where 'snr_lsst_baseline_i > 10'")
+                        "--where 'obs_snr_lsst_baseline_i > 10' (observed S/N of a mock)")
     p.add_argument("--out", required=True, help="report directory")
     p.set_defaults(func=_cmd_report)
 
