@@ -266,3 +266,36 @@ def test_tails_study_tool_tables_and_residuals(tmp_path, capsys):
     rows = json.loads((tmp_path / "residuals.json").read_text())["rows"]
     assert len(rows) == 1 and rows[0]["n"] == 5 and len(rows[0]["sigma"]) == 3
     assert "| d_truth.ecsv | default.h5 | 5 |" in capsys.readouterr().out
+
+
+def test_coverage_pool_and_sampler_widths_tools(mock, tmp_path, capsys):
+    """tools/coverage_pool.py weights runs by their galaxies; tools/sampler_widths.py runs the
+    three samplers on the same galaxies and prints one row per quantity."""
+    import json
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import coverage_pool
+    import sampler_widths
+
+    runs = []
+    for k, (n, c) in enumerate(((100, 0.6), (300, 0.7))):
+        r = {"variant": "sps", "galaxies": n,
+             "coverage_68_95": {"dust2": {"all": [c, 0.9 + c / 10]}}}
+        (tmp_path / f"r{k}.json").write_text(json.dumps(r))
+        runs.append(r)
+    n, c68, c95 = coverage_pool.pool(runs)["dust2"]
+    assert n == 400 and c68 == pytest.approx(0.675) and c95 == pytest.approx(0.9675)
+    assert coverage_pool.main([str(tmp_path / "r0.json"), str(tmp_path / "r1.json")]) == 0
+    assert "**0.675 / 0.968**" in capsys.readouterr().out
+    r = json.loads((tmp_path / "r0.json").read_text())
+    r["variant"] = "gaussian"
+    (tmp_path / "r2.json").write_text(json.dumps(r))
+    with pytest.raises(SystemExit):
+        coverage_pool.main([str(tmp_path / "r1.json"), str(tmp_path / "r2.json")])
+    # the mock has 3 LSST bands (g, r, i): one galaxy of any positive S/N, short runs
+    assert sampler_widths.main([str(mock / "m.ecsv"), str(mock / "m_truth.ecsv"), "--n", "1",
+                                "--nlive", "40", "--max-steps", "100",
+                                "--snr-range", "0", "1e9"]) == 0
+    out = capsys.readouterr().out
+    assert "1 galaxies" in out and "| dust2 |" in out

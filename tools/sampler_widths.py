@@ -22,9 +22,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("catalog")
     ap.add_argument("truth")
-    ap.add_argument("--n", type=int, default=12, help="galaxies (observed i S/N 30–3000)")
+    ap.add_argument("--n", type=int, default=12, help="galaxies (drawn among --snr-range)")
+    ap.add_argument("--snr-range", type=float, nargs=2, default=(30.0, 3000.0),
+                    help="observed lsst_baseline_i S/N range to draw from (default 30 3000)")
     ap.add_argument("--nlive", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1, help="seed of the emulator-error draws")
+    ap.add_argument("--max-steps", type=int, default=5000, help="the ensemble's step cap (the "
+                    "long run takes 4×)")
     a = ap.parse_args(argv)
     from astropy.table import Table
 
@@ -45,12 +49,16 @@ def main(argv=None) -> int:
     mags = np.asarray(emu.predict(theta).mags, float)
     mags = mags + rng.normal(size=mags.shape) * np.asarray(emu.sigma_for(theta), float)
     flux = np.asarray(arsinh_to_maggies(mags), float) + noise
+    if "lsst_baseline_i" not in bands:
+        ap.error("the catalog needs lsst_baseline_i (the selection band)")
     snr = flux[:, bands.index("lsst_baseline_i")] / err[:, bands.index("lsst_baseline_i")]
-    pool = np.flatnonzero((snr > 30) & (snr < 3000))
+    pool = np.flatnonzero((snr > a.snr_range[0]) & (snr < a.snr_range[1]))
     rows = np.random.default_rng(5).choice(pool, min(a.n, len(pool)), replace=False)
     kw = dict(zred=theta[rows, model.index("zred")], floor=0.0, seed=3)
-    runs = {"ensemble": dict(sampler="ensemble"),
-            "ensemble 4x steps": dict(sampler="ensemble", max_steps=20000),
+    if len(rows) == 0:
+        ap.error(f"no galaxy with observed lsst_baseline_i S/N in {a.snr_range}")
+    runs = {"ensemble": dict(sampler="ensemble", max_steps=a.max_steps),
+            "ensemble 4x steps": dict(sampler="ensemble", max_steps=4 * a.max_steps),
             "dynesty": dict(sampler="dynesty", nlive=a.nlive)}
     widths, cpu = {}, {}
     for name, opt in runs.items():
