@@ -27,15 +27,35 @@ FEATURES = "quadratic"  # the only form so far: 1, x_j, x_j² (1 + 2d terms)
 LOG_VAR_MIN, LOG_VAR_MAX = 2 * np.log(1e-4), 2 * np.log(2.0)  # σ kept in [1e-4, 2] mag
 
 
-def features(net: io.Network, theta, xp=np):
-    """Design matrix (n, 1 + 2d) of the σ model for inputs ``theta`` (n, d) of window ``net``."""
+def normalised(theta, log_cols, mean, std, xp=np):
+    """The network's own normalised inputs: log10 of the ``log_cols`` (floored at 1e-6), then
+    (θ − mean)/std; float64."""
     x = xp.asarray(theta, dtype=xp.float64)
-    log_cols = json.loads(str(net.attrs.get("log_inputs", "[]")))
     if log_cols:
         x = x.copy()
         x[:, log_cols] = xp.log10(xp.maximum(x[:, log_cols], 1e-6))
-    x = (x - xp.asarray(net.x_mean)) / xp.asarray(net.x_std)
+    return (x - mean) / std
+
+
+def net_inputs(net: io.Network, theta, xp=np):
+    """:func:`normalised` with window ``net``'s log inputs and normalisation."""
+    return normalised(theta, json.loads(str(net.attrs.get("log_inputs", "[]"))),
+                      xp.asarray(net.x_mean), xp.asarray(net.x_std), xp)
+
+
+def features(net: io.Network, theta, xp=np):
+    """Design matrix (n, 1 + 2d) of the σ model for inputs ``theta`` (n, d) of window ``net``."""
+    x = net_inputs(net, theta, xp)
     return xp.concatenate([xp.ones((x.shape[0], 1)), x, x * x], axis=1)
+
+
+def log_variance(x, coef, xp=np):
+    """log σ² (n, k) [mag²] at normalised inputs ``x`` (n, d) with coefficient rows ``coef``
+    (k, 1 + 2d) — ``features(x) @ coef.T`` without forming the design matrix — clipped to σ in
+    [1e-4, 2] mag."""
+    d = x.shape[1]
+    s = coef[:, 0] + x @ coef[:, 1:d + 1].T + (x * x) @ coef[:, d + 1:].T
+    return xp.clip(s, LOG_VAR_MIN, LOG_VAR_MAX)
 
 
 def fit_log_variance(P: np.ndarray, R: np.ndarray, ridge: float = 1e-3, iters: int = 50,
@@ -85,30 +105,21 @@ def fit_log_variance(P: np.ndarray, R: np.ndarray, ridge: float = 1e-3, iters: i
 
 def residuals(emu_file: io.EmulatorFile, testset):
     """θ (n, d) and emulator − SPS residuals (n, nbands) [mag] of the draws of ``testset``
-    (a finalized training set) inside the emulator's ranges."""
+    (a finalized training set, or its path) inside the emulator's ranges (float64 kernel)."""
     from ..trainset import load as load_trainset
     from .kernel import Emulator
+    from .validate import set_residuals
 
-    emu = Emulator(emu_file, xp="numpy", dtype=np.float64)
     ts = load_trainset(testset) if not hasattr(testset, "theta") else testset
-    if ts.param_names != emu.param_names:
-        raise ValueError(f"set parameters {ts.param_names} differ from the emulator's "
-                         f"{emu.param_names}")
-    missing = [b for b in emu.bands if b not in ts.band_names]
-    if missing:
-        raise ValueError(f"the set lacks the emulator's band(s) {missing}")
-    pred = emu.predict(ts.theta)
-    mags = np.asarray(pred.mags)
-    cols = [ts.band_names.index(b) for b in emu.bands]
-    use = (ts.ok.astype(bool) & np.asarray(pred.inside) & np.all(np.isfinite(mags), axis=1)
-           & np.all(np.isfinite(ts.phot[:, cols]), axis=1))
-    return ts.theta[use], mags[use] - ts.phot[use][:, cols]
+    theta, res, _, _ = set_residuals(Emulator(emu_file, xp="numpy", dtype=np.float64), ts)
+    return theta, res
 
 
 def fit(emu_file: io.EmulatorFile, calset, ridge: float = 1e-3) -> tuple[io.EmulatorFile, dict]:
     """Fit the σ model of every window of ``emu_file`` on the residuals of ``calset``; returns a
-    copy of the file with it, and a summary (per window: draws used, mean log σ² and the mean
-    negative log likelihood per residual with one σ per band and with the model)."""
+    copy of the file with it, and a summary (per window: draws used, the mean negative log
+    likelihood per residual with one σ per band and with the model, and the fraction of
+    residuals within σ(θ))."""
     from .kernel import Emulator, stitch_weights
 
     theta, res = residuals(emu_file, calset)
@@ -120,7 +131,7 @@ def fit(emu_file: io.EmulatorFile, calset, ridge: float = 1e-3) -> tuple[io.Emul
         sel = w[:, k] > 0
         P = features(net, theta[sel])
         C = fit_log_variance(P, res[sel], ridge=ridge)
-        s_model = np.clip(P @ C.T, LOG_VAR_MIN, LOG_VAR_MAX)
+        s_model = log_variance(P[:, 1:1 + theta.shape[1]], C)
         s_const = np.log(np.mean(res[sel] ** 2, axis=0))
         r2 = res[sel] ** 2
         summary["windows"].append({
@@ -136,12 +147,6 @@ def fit(emu_file: io.EmulatorFile, calset, ridge: float = 1e-3) -> tuple[io.Emul
     attrs["sigma_model"] = json.dumps({"features": FEATURES, "ridge": ridge,
                                        "calset": str(calset), "n": int(len(theta))})
     return io.EmulatorFile(nets, emu_file.param_names, emu_file.band_names, attrs), summary
-
-
-def log_variance(net: io.Network, coef, theta, xp=np):
-    """log σ² (n, k) [mag²] of window ``net`` with coefficient rows ``coef`` (k, p), clipped
-    to σ in [1e-4, 2] mag."""
-    return xp.clip(features(net, theta, xp) @ coef.T, LOG_VAR_MIN, LOG_VAR_MAX)
 
 
 def judge(emu_file: io.EmulatorFile, testset) -> dict:

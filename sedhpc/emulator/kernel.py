@@ -238,18 +238,12 @@ class Emulator:
         theta = xp.asarray(theta, dtype=xp.float64)
         if self._sigma_models is None:
             return xp.asarray(self.sigma_at(theta[:, self.iz]))
-        from .errors import LOG_VAR_MAX, LOG_VAR_MIN
+        from .errors import log_variance, normalised
 
         def var(k, rows):
             log_cols, mean, std, coef = self._sigma_models[k]
-            x = theta[rows]
-            if log_cols:
-                x = x.copy()
-                x[:, log_cols] = xp.log10(xp.maximum(x[:, log_cols], 1e-6))
-            x = (x - mean) / std
-            d = x.shape[1]
-            s = coef[:, 0] + x @ coef[:, 1:d + 1].T + (x * x) @ coef[:, d + 1:].T
-            return xp.exp(xp.clip(s, LOG_VAR_MIN, LOG_VAR_MAX))
+            x = normalised(theta[rows], log_cols, mean, std, xp)
+            return xp.exp(log_variance(x, coef, xp))
 
         if len(self.windows) == 1:
             return xp.sqrt(var(0, slice(None)))

@@ -29,25 +29,36 @@ def time_per_evaluation(emu: Emulator, theta: np.ndarray, batch: int, repeats: i
     return float(np.median(times)) / batch
 
 
+def set_residuals(emu: Emulator, ts):
+    """Emulator − SPS on a finalized set ``ts`` (a :class:`~sedhpc.trainset.TrainingSet`):
+    θ (n, d), band residuals (n, nbands) [mag] and log10 mfrac residuals (n,) of the good draws
+    inside the emulator's ranges with finite outputs, and ``inside`` over all draws. Raises
+    naming the problem when the set's parameters or bands do not fit the emulator."""
+    if ts.param_names != emu.param_names:
+        raise ValueError(f"set parameters {ts.param_names} differ from the emulator's "
+                         f"{emu.param_names}")
+    missing = [b for b in emu.bands if b not in ts.band_names]
+    if missing:
+        raise ValueError(f"the set lacks the emulator's band(s) {missing}")
+    cols = [ts.band_names.index(b) for b in emu.bands]
+    pred = emu.predict(ts.theta)
+    mags, inside = np.asarray(pred.mags), np.asarray(pred.inside)
+    phot = ts.phot[:, cols]
+    use = (ts.ok.astype(bool) & inside & np.all(np.isfinite(mags), axis=1)
+           & np.all(np.isfinite(phot), axis=1))
+    return (ts.theta[use], mags[use] - phot[use],
+            np.asarray(pred.log_mfrac)[use] - ts.log_mfrac[use], inside)
+
+
 def validate(emulator, testset, out, floor: float = 0.05) -> dict:
     """Compare ``emulator`` (path) with the SPS photometry of ``testset`` (a finalized training
     set made with another seed); write ``summary.json``, ``precision.png`` and
     ``correlation.png`` to the directory ``out``. Returns the summary."""
     emu = Emulator(emulator, xp="numpy")
     ts = load_trainset(testset)
-    if ts.param_names != emu.param_names:
-        raise ValueError(f"test set parameters {ts.param_names} differ from the emulator's "
-                         f"{emu.param_names}")
-    missing = [b for b in emu.bands if b not in ts.band_names]
-    if missing:
-        raise ValueError(f"test set lacks the emulator's band(s) {missing}")
-    cols = [ts.band_names.index(b) for b in emu.bands]
-    pred = emu.predict(ts.theta)
-    use = ts.ok.astype(bool) & np.asarray(pred.inside)
-    if use.sum() < 10:
-        raise ValueError(f"only {int(use.sum())} test draws lie inside the emulator's ranges")
-    res = np.asarray(pred.mags)[use] - ts.phot[use][:, cols]
-    res_mf = np.asarray(pred.log_mfrac)[use] - ts.log_mfrac[use]
+    theta, res, res_mf, inside = set_residuals(emu, ts)
+    if len(res) < 10:
+        raise ValueError(f"only {len(res)} test draws lie inside the emulator's ranges")
     stats = io.residual_stats(res)
     sigma = stats[:, -1]
     floor_mag = 2.5 * np.log10(1 + floor)
@@ -58,10 +69,10 @@ def validate(emulator, testset, out, floor: float = 0.05) -> dict:
                     "tails": {f">{t:g}": float(np.mean(np.abs(res[:, i]) > t)) for t in TAILS}}
                 for i, b in enumerate(emu.bands)}
     corr = np.corrcoef(res, rowvar=False)
-    timing = {f"batch_{b}": time_per_evaluation(emu, ts.theta[use], b) for b in (1, 64, 4096)}
+    timing = {f"batch_{b}": time_per_evaluation(emu, theta, b) for b in (1, 64, 4096)}
     summary = {
-        "emulator": str(emulator), "testset": str(testset), "n_test": int(use.sum()),
-        "n_outside": int((~np.asarray(pred.inside)).sum()),
+        "emulator": str(emulator), "testset": str(testset), "n_test": len(res),
+        "n_outside": int((~inside).sum()),
         "floor": floor, "floor_mag": floor_mag,
         "sigma_median": float(np.median(sigma)), "sigma_max": float(sigma.max()),
         "sigma68_median": float(np.median((stats[:, 5] - stats[:, 3]) / 2)),
