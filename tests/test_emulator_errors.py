@@ -145,3 +145,14 @@ def test_bundled_emulator_sigma_model_on_embedded_sps_sets(sps_sets, tmp_path):
     assert 0.62 < t["within_1sigma"] < 0.85 and 0.9 < t["within_2sigma"] < 0.98, t
     with pytest.raises(SystemExit, match="differ"):
         main(["emulator-sigma", str(out), "--calset", str(sps_sets / "cal"), "--out", str(out)])
+    # bad calibration sets: the emulator's own training set, a set without its bands
+    from sedhpc.emulator.train import file_hash
+
+    own = io.read(default_path())
+    own.attrs["trainset_hash"] = file_hash(sps_sets / "cal" / "trainset.h5")
+    with pytest.raises(ValueError, match="own training set"):
+        errors.fit(own, sps_sets / "cal")
+    rng = np.random.default_rng(6)
+    other = io.EmulatorFile([_net(rng, (0.001, 6.0))], NAMES, BANDS, {})
+    with pytest.raises(ValueError, match="lacks 4 of the emulator's 4 bands"):
+        errors.fit(other, sps_sets / "cal")

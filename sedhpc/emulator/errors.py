@@ -18,6 +18,7 @@ the likelihood uses it in place of the per-band σ. Files without it keep the pe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -108,8 +109,14 @@ def residuals(emu_file: io.EmulatorFile, testset):
     (a finalized training set, or its path) inside the emulator's ranges (float64 kernel)."""
     from ..trainset import load as load_trainset
     from .kernel import Emulator
+    from .train import file_hash
     from .validate import set_residuals
 
+    if not hasattr(testset, "theta"):
+        path = Path(testset) / "trainset.h5" if Path(testset).is_dir() else Path(testset)
+        if path.exists() and str(emu_file.attrs.get("trainset_hash", "")) == file_hash(path):
+            raise ValueError(f"{testset} is the emulator's own training set: its residuals "
+                             "understate the emulator's error; use a set of another seed")
     ts = load_trainset(testset) if not hasattr(testset, "theta") else testset
     theta, res, _, _ = set_residuals(Emulator(emu_file, xp="numpy", dtype=np.float64), ts)
     return theta, res

@@ -39,7 +39,9 @@ def set_residuals(emu: Emulator, ts):
                          f"{emu.param_names}")
     missing = [b for b in emu.bands if b not in ts.band_names]
     if missing:
-        raise ValueError(f"the set lacks the emulator's band(s) {missing}")
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(f"the set lacks {len(missing)} of the emulator's {len(emu.bands)} "
+                         f"bands: {missing[:5]}{more}")
     cols = [ts.band_names.index(b) for b in emu.bands]
     pred = emu.predict(ts.theta)
     mags, inside = np.asarray(pred.mags), np.asarray(pred.inside)
