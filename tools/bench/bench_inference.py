@@ -99,6 +99,16 @@ def main():
     G = a.ngal
     rows.append(run("ensemble (emulator), default settings", timer, lambda: fit_batch(
         model, emu, flux[:G], err[:G], zred=z[:G], sampler="ensemble", seed=1), G))
+    flat = None
+    if emu.has_sigma_model:  # side by side: the same emulator with one σ per band
+        import dataclasses
+
+        nets = [dataclasses.replace(n, sigma_coef=None) for n in emu.file.nets]
+        flat = Emulator(dataclasses.replace(emu.file, nets=nets), bands=BANDS, xp="numpy")
+        ftimer = Timed(flat)
+        rows.append(run("ensemble (emulator, one σ per band), default settings", ftimer,
+                        lambda: fit_batch(model, flat, flux[:G], err[:G], zred=z[:G],
+                                          sampler="ensemble", seed=1), G))
     G = a.ndyn
     rows.append(run("dynesty (emulator), nlive 400, batching dispatcher", timer,
                     lambda: fit_batch(model, emu, flux[:G], err[:G], zred=z[:G],
@@ -118,12 +128,10 @@ def main():
     sps = get_backend("embedded", BANDS)
     obs = Observations.build(flux[:G], err[:G])
     prob = Problem(model, emu, obs, z[:G, None])
-    sig = emu.sigma_at(z[:G])
-
-    def sps_loglike(u, g):
+    def sps_loglike(u, g):  # the emulator's σ at θ kept, so both fits share one likelihood
         theta = prob.theta_from_unit(u, g)
         x, _ = sps.maggies(theta)
-        var = prob.lik.variance(x, g, sig[g])
+        var = prob.lik.variance(x, g, emu.sigma_for(theta))
         r = (prob.lik.x_obs[g] - x) ** 2 / var + np.log(2 * np.pi * var)
         return -0.5 * r.sum(axis=1)
 
@@ -142,8 +150,14 @@ def main():
         lines.append(f"| {r['label']} | {r['n']} | {r['cpu']:.2f} | {r['cpu_conv']:.2f} | "
                      f"{r['conv']:.0%} | {r['ncall']:.0f} | {r['calls_s']:.0f} | "
                      f"{r['ess']:.0f} | {r['kernel']:.0%} |")
-    disp, plain = rows[1], rows[2]
-    ens5, dyn5 = rows[3], rows[4]
+    k = 2 if flat is not None else 1
+    disp, plain = rows[k], rows[k + 1]
+    ens5, dyn5 = rows[k + 2], rows[k + 3]
+    sigma_note = "" if flat is None else f"""
+- σ(θ): the emulator's parameter-dependent σ costs {rows[0]['cpu'] / rows[1]['cpu']:.2f}× the
+  CPU-s per galaxy of the same emulator with one σ per band (same galaxies and seeds;
+  {rows[0]['calls_s']:.0f} against {rows[1]['calls_s']:.0f} likelihood calls/s; the samplers'
+  paths differ, so calls per galaxy may too)."""
     body = "\n".join(lines) + f"""
 
 - dispatcher: dynesty reaches **{disp['calls_s']:.0f} likelihood calls/s** with the batching
@@ -155,7 +169,7 @@ def main():
 - ESS: ensemble W·T/τ over the post-burn-in chain; dynesty Kish ESS of the importance weights.
   Each galaxy then returns 256 equal-weight samples. Kernel share: CPU time inside the
   emulator's forward pass over the run's CPU time. Goal ≤ 2 CPU-s per converged galaxy for
-  the ensemble.
+  the ensemble.{sigma_note}
 """
     write_section("inference", "Samplers: cost per galaxy", body,
                   "python tools/bench/bench_inference.py " + " ".join(sys.argv[1:]),
