@@ -94,14 +94,15 @@ class Likelihood:
             self.sigma_u = xp.asarray(self.sigma_u)
         self.ncalls = 0
 
-    def model_maggies(self, theta):
+    def model_maggies(self, theta, group: int | None = None):
         """Emulated fluxes (n, nbands) float64, the 'inside training ranges' flags (n,) and
-        the emulator σ per row and band [mag] (n, nbands)."""
+        the emulator σ per row and band [mag] (n, nbands). ``group``: see
+        :meth:`sedhpc.emulator.Emulator.predict`."""
         xp = self.xp
         theta = xp.asarray(theta)
-        pred = self.emulator.predict(theta)
+        pred = self.emulator.predict(theta, group)
         u = pred.mags.astype(xp.float64)
-        sig = (self.emulator.sigma_for(theta) if self.sigma_u is None
+        sig = (self.emulator.sigma_for(theta, group) if self.sigma_u is None
                else xp.broadcast_to(self.sigma_u, u.shape))
         return 2.0 * B * xp.sinh((U0 - u) / A), pred.inside, sig
 
@@ -111,14 +112,16 @@ class Likelihood:
         s_emu = (2.0 * B / A) * sigma_u * self.xp.sqrt(1.0 + (x / (2.0 * B)) ** 2)
         return self.var_obs[galaxy] + s_emu ** 2
 
-    def __call__(self, theta, galaxy) -> np.ndarray:
+    def __call__(self, theta, galaxy, group: int | None = None) -> np.ndarray:
         """``theta`` (n, d) rows for galaxies ``galaxy`` (n,) int → log L (n,) float64; one
-        emulator call for all rows. Rows outside the emulator's training ranges get −inf."""
+        emulator call for all rows. Rows outside the emulator's training ranges get −inf.
+        ``group`` = R: the rows come in runs of R whose values must not depend on the other
+        rows of the call (bit for bit; :meth:`sedhpc.emulator.Emulator.predict`)."""
         xp = self.xp
         theta = xp.asarray(theta)
         galaxy = xp.asarray(galaxy, dtype=xp.int64)
         self.ncalls += theta.shape[0]
-        x, inside, sig = self.model_maggies(theta)
+        x, inside, sig = self.model_maggies(theta, group)
         var = self.variance(x, galaxy, sig)
         r = (self.x_obs[galaxy] - x) ** 2 / var + xp.log(var) + LN2PI
         ll = -0.5 * xp.sum(xp.where(self.mask[galaxy], r, 0.0), axis=1)

@@ -50,13 +50,16 @@ def features(net: io.Network, theta, xp=np):
     return xp.concatenate([xp.ones((x.shape[0], 1)), x, x * x], axis=1)
 
 
-def log_variance(x, coef, xp=np):
+def log_variance(x, coef, xp=np, group: int | None = None):
     """log σ² (n, k) [mag²] at normalised inputs ``x`` (n, d) with coefficient rows ``coef``
     (k, 1 + 2d) — ``features(x) @ coef.T`` without forming the design matrix — clipped to σ in
-    [1e-4, 2] mag."""
-    d = x.shape[1]
+    [1e-4, 2] mag. ``group`` = R: each run of R rows is its own product (see
+    :mod:`sedhpc.emulator.kernel`)."""
+    n, d = x.shape
+    if group:
+        x = x.reshape(-1, group, d)
     s = coef[:, 0] + x @ coef[:, 1:d + 1].T + (x * x) @ coef[:, d + 1:].T
-    return xp.clip(s, LOG_VAR_MIN, LOG_VAR_MAX)
+    return xp.clip(s.reshape(n, -1), LOG_VAR_MIN, LOG_VAR_MAX)
 
 
 def fit_log_variance(P: np.ndarray, R: np.ndarray, ridge: float = 1e-3, iters: int = 50,

@@ -7,6 +7,14 @@ log10 mfrac. GELU uses the tanh approximation written as x·sigmoid(1.5957691(x 
 buffers, rows in cache-sized blocks. A band subset is chosen at load time by slicing the last
 layer. :class:`Emulator` evaluates any number of redshift windows with the sin²/cos² stitching
 weights of MODEL.md, evaluating only the windows a batch needs.
+
+Reproducibility: a BLAS matrix product's result for one row depends on the other rows of the
+call (OpenBLAS picks kernels and tiles by the number of rows and the row's position), so the
+same θ can differ in the last bits between batches. ``predict(theta, group=R)`` evaluates every
+run of R consecutive rows as its own product (a stacked matmul): each row's result then depends
+only on its group. The ensemble sampler passes its per-galaxy proposals that way, so a galaxy's
+chain is bit-identical whatever galaxies share the batch (one process or many MPI ranks, a
+resumed run).
 """
 
 from __future__ import annotations
@@ -91,26 +99,34 @@ class _MLP:
         self.nout = len(columns)
         self._buffers: dict[int, tuple] = {}
 
-    def _bufs(self, n: int):
-        if n not in self._buffers:
+    def _bufs(self, shape: tuple):
+        if shape not in self._buffers:
             xp, width = self.xp, self.W[0].shape[1]
-            self._buffers = {n: (xp.empty((n, width), self.dtype), xp.empty((n, width), self.dtype),
-                                 xp.empty((n, width), self.dtype))}
-        return self._buffers[n]
+            self._buffers = {shape: tuple(xp.empty(shape + (width,), self.dtype)
+                                          for _ in range(3))}
+        return self._buffers[shape]
 
-    def __call__(self, x, out):
-        """x: (n, d) in this module's dtype → out (n, nout), in blocks of ``block`` rows."""
+    def __call__(self, x, out, group: int | None = None):
+        """x: (n, d) in this module's dtype → out (n, nout), in blocks of ``block`` rows; with
+        ``group`` = R (n a multiple of R), each run of R rows is its own matrix product."""
         if self.log_cols:
             x = x.copy()
             x[:, self.log_cols] = self.xp.log10(self.xp.maximum(x[:, self.log_cols], 1e-6))
+        n = x.shape[0]
+        step = self.block if not group else max(1, self.block // group) * group
         with np.errstate(over="ignore"):  # exp overflow → inf → GELU(−large) = −0: exact
-            for s in range(0, x.shape[0], self.block):
-                self._block(x[s:s + self.block], out[s:s + self.block])
+            for s in range(0, n, step):
+                xb, ob = x[s:s + step], out[s:s + step]
+                if group:
+                    xb = xb.reshape(-1, group, xb.shape[1])
+                    ob = ob.reshape(-1, group, ob.shape[1])
+                self._block(xb, ob)
         return out
 
     def _block(self, x, out):
+        """One block: x (n, d) → out (n, nout), or stacked (g, R, d) → (g, R, nout)."""
         xp = self.xp
-        h, g, t = self._bufs(x.shape[0])
+        h, g, t = self._bufs(x.shape[:-1])
         xp.matmul(x, self.W[0], out=h)
         for i in range(1, len(self.W)):
             h += self.b[i - 1]
@@ -229,13 +245,14 @@ class Emulator:
         w[w.sum(axis=1) == 0] = 1.0 / len(self.windows)  # outside all windows: the average
         return w @ sig
 
-    def sigma_for(self, theta):
+    def sigma_for(self, theta, group: int | None = None):
         """Emulator σ per row and band [mag] (n, nbands) at inputs ``theta`` (n, d): the
         parameter-dependent model of :mod:`sedhpc.emulator.errors` when the file has one
         (variances blended with the stitching weights), else :meth:`sigma_at` of the rows'
-        redshifts. In the emulator's array module."""
+        redshifts. In the emulator's array module. ``group``: as in :meth:`predict`."""
         xp = self.xp
         theta = xp.asarray(theta, dtype=xp.float64)
+        group = _check_group(theta.shape[0], group)
         if self._sigma_models is None:
             return xp.asarray(self.sigma_at(theta[:, self.iz]))
         from .errors import log_variance, normalised
@@ -243,7 +260,7 @@ class Emulator:
         def var(k, rows):
             log_cols, mean, std, coef = self._sigma_models[k]
             x = normalised(theta[rows], log_cols, mean, std, xp)
-            return xp.exp(log_variance(x, coef, xp))
+            return xp.exp(log_variance(x, coef, xp, group))
 
         if len(self.windows) == 1:
             return xp.sqrt(var(0, slice(None)))
@@ -251,12 +268,24 @@ class Emulator:
         w[w.sum(axis=1) == 0] = 1.0 / len(self.windows)  # outside all windows: the average
         v = xp.zeros((theta.shape[0], len(self.bands)))
         for k in range(len(self.windows)):
-            rows = xp.nonzero(w[:, k] > 0)[0]
+            rows = self._window_rows(w, k, group)
             if rows.size:
                 v[rows] += w[rows, k:k + 1] * var(k, rows)
         return xp.sqrt(v)
 
-    def predict(self, theta) -> Prediction:
+    def _window_rows(self, w, k: int, group: int | None):
+        """Rows that window k must evaluate: those with weight > 0, or with ``group``, every
+        row of a group that has one (so the group's product is always the same)."""
+        xp = self.xp
+        if not group:
+            return xp.nonzero(w[:, k] > 0)[0]
+        need = xp.any((w[:, k] > 0).reshape(-1, group), axis=1)
+        return (xp.nonzero(need)[0][:, None] * group + xp.arange(group)).reshape(-1)
+
+    def predict(self, theta, group: int | None = None) -> Prediction:
+        """Outputs for ``theta`` (n, d) in :attr:`param_names` order. ``group`` = R: rows come
+        in runs of R (n a multiple of R) and each run is evaluated as its own product, so its
+        results do not depend on the other rows (module docstring)."""
         xp = self.xp
         theta = xp.asarray(theta)
         if theta.ndim == 1:
@@ -264,23 +293,34 @@ class Emulator:
         if theta.shape[-1] != self.ndim:
             raise ValueError(f"theta must have shape (n, {self.ndim}) with columns "
                              f"{self.param_names}; got {tuple(theta.shape)}")
+        group = _check_group(theta.shape[0], group)
         inside = xp.all((theta >= self.lo) & (theta <= self.hi), axis=1)
         x = xp.ascontiguousarray(theta, dtype=self.dtype)
         nout = self.nets[0].nout
         if len(self.nets) == 1:
             out = xp.empty((x.shape[0], nout), self.dtype)
-            self.nets[0](x, out)
+            self.nets[0](x, out, group)
         else:
             w = stitch_weights(theta[:, self.iz], self.windows)
             out = xp.zeros((x.shape[0], nout), self.dtype)
             for k, net in enumerate(self.nets):
-                rows = xp.nonzero(w[:, k] > 0)[0]
+                rows = self._window_rows(w, k, group)
                 if rows.size == 0:
                     continue
-                part = net(x[rows], xp.empty((rows.size, nout), self.dtype))
+                part = net(x[rows], xp.empty((rows.size, nout), self.dtype), group)
                 out[rows] += part * w[rows, k:k + 1].astype(self.dtype)
             out[w.sum(axis=1) == 0] = np.nan  # outside every window
         return Prediction(out[:, :-1], out[:, -1], inside)
 
-    def __call__(self, theta):
-        return self.predict(theta)
+    def __call__(self, theta, group: int | None = None):
+        return self.predict(theta, group)
+
+
+def _check_group(n: int, group: int | None) -> int | None:
+    if not group:
+        return None
+    group = int(group)
+    if group < 1 or n % group:
+        raise ValueError(f"group must be a positive divisor of the number of rows ({n}); "
+                         f"got {group}")
+    return group

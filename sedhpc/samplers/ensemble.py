@@ -112,7 +112,13 @@ class EnsembleSampler:
     has a fixed kernel). From the second fit on, the probability is scaled by
     min(1, acceptance of the independence moves in the last round / ``ind_target``), so narrow
     or curved posteriors, where such proposals rarely land, keep mostly stretch/DE moves.
-    ``ind_fraction=0`` gives the plain stretch/DE sampler."""
+    ``ind_fraction=0`` gives the plain stretch/DE sampler.
+
+    ``grouped``: call ``log_prob(x, galaxy, group=R)``, the rows of each galaxy being R
+    consecutive rows, for a ``log_prob`` whose values depend in the last bits on the other
+    rows of a call (an emulator's BLAS products: :meth:`sedhpc.emulator.Emulator.predict`). A
+    last-bit difference can flip an acceptance and send a chain elsewhere; with groups
+    evaluated alone, every galaxy's chain is bit-identical whatever shares the batch."""
 
     def __init__(self, log_prob, init, ndim: int, nslots: int = 64, nwalkers: int | None = None,
                  seed: int = 0, de_fraction: float = 0.5, stretch_a: float = 2.0,
@@ -122,9 +128,10 @@ class EnsembleSampler:
                  stuck_gap: float | None = None, de_gamma: float | None = None,
                  de_jump: float = 0.1, check_growth: float = 0.1, ind_fraction: float = 0.0,
                  adapt_steps: int = 100, adapt_rounds: int = 3, ind_nu: int = 15,
-                 ind_target: float = 0.1,
+                 ind_target: float = 0.1, grouped: bool = False,
                  xp=None, keys=None, tick=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)
+        self.grouped = bool(grouped)
         w = nwalkers or max(16, 2 * self.d + 2)
         self.W = w + (w % 2)
         self.nslots, self.seed = int(nslots), seed
@@ -160,10 +167,13 @@ class EnsembleSampler:
         key = int(galaxy) if self.keys is None else int(self.keys(galaxy))
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(key,)))
 
-    def _eval(self, x, gal):
+    def _eval(self, x, gal, group: int):
+        """log_prob of rows ``x`` (n, d) of galaxies ``gal`` (n,), each galaxy's ``group``
+        rows consecutive; non-finite values → −inf."""
         xp = self.xp
         self.ncall += len(x)
-        lp = xp.asarray(self.log_prob(x, gal), dtype=xp.float64)
+        lp = self.log_prob(x, gal, group=group) if self.grouped else self.log_prob(x, gal)
+        lp = xp.asarray(lp, dtype=xp.float64)
         return xp.where(xp.isfinite(lp), lp, -xp.inf)
 
     def run(self, galaxies, callback=None, keep: bool = True) -> dict[int, EnsembleResult]:
@@ -244,8 +254,8 @@ class EnsembleSampler:
                 ind = None if nrm is None else (
                     has & (u[:, half, 2 + 4 * h] < fr_a), nrm[:, half], mu_a, L_a, Li_a)
                 y, logq = self._propose(xm, x[xa, oth], u[:, half], ind)
-                ly = self._eval(y.reshape(-1, d),
-                                xp.asarray(np.repeat(gal[act], h))).reshape(len(act), h)
+                ly = self._eval(y.reshape(-1, d), xp.asarray(np.repeat(gal[act], h)),
+                                h).reshape(len(act), h)
                 calls[act] += h
                 ok = xp.log(u[:, half, 2 + 3 * h:2 + 4 * h]) < logq + ly - lm
                 x[xa, mov] = xp.where(ok[:, :, None], y, xm)
@@ -306,7 +316,7 @@ class EnsembleSampler:
             cand.append(np.asarray(self.init(rngs[s], g, self.init_draws), float))
             owner.append(np.full(self.init_draws, g))
         lpc = _host(self._eval(xp.asarray(np.concatenate(cand)),
-                               xp.asarray(np.concatenate(owner))))
+                               xp.asarray(np.concatenate(owner)), self.init_draws))
         for k, (s, g) in enumerate(load):
             lpk = lpc[k * self.init_draws:(k + 1) * self.init_draws]
             if not np.isfinite(lpk).any():

@@ -118,13 +118,14 @@ class Problem:
         galaxy = np.asarray(galaxy, int)
         return _host(self.lik(self.theta_from_unit(np.asarray(u, float), galaxy), galaxy))
 
-    def logpost_probit(self, v, galaxy):
+    def logpost_probit(self, v, galaxy, group: int | None = None):
         """log L + log N(v; 0, 1) at probit points ``v`` (n, nfree), in the emulator's array
-        module (the prior transform itself runs on the host)."""
+        module (the prior transform itself runs on the host). ``group``: see
+        :class:`~sedhpc.likelihood.Likelihood`."""
         xp = self.xp
         vh, gh = _host(v).astype(float), _host(galaxy).astype(int)
         theta = self.theta_from_unit(special.ndtr(vh), gh)
-        ll = self.lik(theta, gh)
+        ll = self.lik(theta, gh, group)
         return ll + xp.asarray(-0.5 * np.sum(vh * vh, axis=1) - self.nfree * LOG_SQRT2PI)
 
     def finish(self, g: int, theta: np.ndarray, log_like: np.ndarray, diagnostics: dict,
@@ -207,6 +208,7 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
             options.setdefault("nslots", 2048)
             options.setdefault("store_every", 5)
 
+        options.setdefault("grouped", True)  # bit-identical chains whatever the batch
         s = EnsembleSampler(prob.logpost_probit, init, prob.nfree, seed=seed, nsamples=nsamples,
                             xp=xp, keys=keys, tick=tick, **options)
 

@@ -3,8 +3,9 @@ reference of emulator-vs-SPS validation, seed Sections 3.2 and 4.2).
 
 :class:`DirectSPS` has what :class:`sedhpc.likelihood.Likelihood` and the samplers use of an
 :class:`sedhpc.emulator.Emulator` — ``param_names``, ``bands``, ``xp``, ``zrange``,
-``predict(θ) → Prediction``, ``sigma_at(z)`` and ``sigma_for(θ)`` (zero: no emulator error)
-— and computes every row with the SPS backend, one spectrum at a time (tens of ms each for the
+``predict(θ, group) → Prediction``, ``sigma_at(z)`` and ``sigma_for(θ, group)`` (zero: no
+emulator error; ``group`` is accepted and needs nothing: every row is computed alone) — and
+computes every row with the SPS backend, one spectrum at a time (tens of ms each for the
 embedded SPS, so a nested-sampling fit costs minutes to hours; run it through the MPI engine).
 Rows outside the model's prior support, or where the SPS fails, come back with ``inside``
 False (log L = −inf).
@@ -39,10 +40,10 @@ class DirectSPS:
     def sigma_at(self, z):
         return np.zeros((np.shape(z)[0], len(self.bands)))
 
-    def sigma_for(self, theta):
+    def sigma_for(self, theta, group=None):
         return np.zeros((np.shape(theta)[0], len(self.bands)))
 
-    def predict(self, theta):
+    def predict(self, theta, group=None):
         from ..emulator.kernel import Prediction
 
         theta = np.atleast_2d(np.asarray(theta, float))
@@ -61,5 +62,5 @@ class DirectSPS:
         inside &= np.all(np.isfinite(mags), axis=1)
         return Prediction(mags, logmf, inside)
 
-    def __call__(self, theta):
+    def __call__(self, theta, group=None):
         return self.predict(theta)
