@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sedhpc.emulator import Emulator, io, stitch_weights
+from sedhpc.emulator.kernel import scale_mass
 from sedhpc.model import get_model
 
 torch = pytest.importorskip("torch", reason="emulator training needs PyTorch ('.[train]')")
@@ -141,6 +142,31 @@ def test_stitched_emulator_blends_only_needed_windows():
     assert np.abs(np.diff(m, axis=0)).max() < 0.05
 
 
+def test_reference_mass_network_scales_fluxes_exactly():
+    """A network with ``mass_ref``: outputs at logmass m are its reference-mass outputs with
+    the flux × 10^(m − ref) — −2.5 Δm in magnitudes where x ≫ b, exact in flux at any
+    brightness — and log mfrac does not change with mass."""
+    rng = np.random.default_rng(9)
+    net = random_net(rng, 32)
+    im = NAMES.index("logmass")
+    net.weights[0][im] = 0.0
+    net.attrs["mass_ref"] = 12.5
+    net.y_mean[:-1] = np.linspace(14, 45, len(BANDS))  # bright bands and fluxes below b
+    emu = Emulator(emu_file([net]), xp="numpy")
+    theta = np.repeat(draws(1, seed=4), 3, axis=0)
+    theta[:, im] = [12.5, 10.0, 7.0]
+    p = emu.predict(theta)
+    from sedhpc.photometry import arsinh_to_maggies
+    x = arsinh_to_maggies(p.mags.astype(np.float64))
+    # float32 magnitudes near u0 = 35 resolve fluxes to ~1e-19 maggies
+    np.testing.assert_allclose(x[1:], x[:1] * 10.0 ** (theta[1:, im:im + 1] - 12.5),
+                               rtol=1e-5, atol=1e-19)
+    bright = p.mags[0] < 22  # still x ≫ b at logmass 10
+    assert bright.sum() >= 3
+    np.testing.assert_allclose(p.mags[1, bright] - p.mags[0, bright], 6.25, atol=1e-4)
+    assert p.log_mfrac[0] == p.log_mfrac[1] == p.log_mfrac[2]
+
+
 def test_grouped_rows_do_not_depend_on_the_rest_of_the_batch():
     """predict(θ, group=R): a group's outputs (and σ(θ)) are bit-identical whatever other
     groups share the call and wherever it sits; without groups BLAS results may differ in the
@@ -258,13 +284,19 @@ def test_small_training_run_converges(small_set, tmp_path):
     assert hist[-1][3] < 0.5 * hist[0][3]  # validation loss fell
     # the file records provenance and the training set it came from
     assert emu.file.attrs["trainset_hash"] and emu.file.attrs["model"] == "embedded"
-    # kernel on the trained file = PyTorch on the trained weights (zred enters as log10)
+    # kernel on the trained file = PyTorch on the trained weights (zred enters as log10),
+    # the network emulating logmass 12.5 (zero logmass weights), the kernel scaling the fluxes
     assert json.loads(net.attrs["log_inputs"]) == [NAMES.index("zred")]
+    im = NAMES.index("logmass")
+    assert net.mass_ref == 12.5 and not np.any(net.weights[0][im])
     theta = ts.theta[:500]
     logz = theta.copy()
     logz[:, NAMES.index("zred")] = np.log10(logz[:, NAMES.index("zred")])
+    ref = torch_forward(net, logz)
     np.testing.assert_allclose(emu.predict(theta).mags,
-                               torch_forward(net, logz)[:, :-1], atol=1e-5)
+                               scale_mass(ref[:, :-1].astype(np.float64), theta[:, im] - 12.5),
+                               atol=1e-5)
+    np.testing.assert_allclose(emu.predict(theta).log_mfrac, ref[:, -1], atol=1e-5)
 
 
 def test_training_resumes_from_checkpoint(small_set, tmp_path):

@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="seed of splits, initialisation and shuffling")
     p.add_argument("--device", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.add_argument("--no-mass-normalise", action="store_true",
+                   help="take logmass as an ordinary input instead of emulating a reference "
+                        "mass and scaling the fluxes (the default)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -102,6 +105,7 @@ def _cmd_train(args) -> int:
         "max_epochs": args.max_epochs, "windows": windows, "seed": args.seed,
         "bands": args.bands.split(",") if args.bands else None, "limit": args.limit,
         "device": args.device, "threads": args.threads,
+        "mass_normalise": False if args.no_mass_normalise else None,
         "progress": False if args.no_progress else None})
     t0 = time.perf_counter()
     out = train(cfg)

@@ -1,6 +1,6 @@
 """The emulator file: HDF5, readable without PyTorch.
 
-Layout (format version 1)::
+Layout (format version 2; version 1, without ``mass_ref``, is read too)::
 
     /                    attrs: provenance (sedhpc_kind='emulator', format, version, git hash,
                          config_json), kind ('single' | 'stitched'), param_names, band_names,
@@ -14,7 +14,11 @@ Layout (format version 1)::
     /net<k>/residual_cov (n_outputs, n_outputs) test-set residual covariance
     /net<k>/sigma_coef   optional (n_bands, 1 + 2d): the parameter-dependent σ model of
                          :mod:`sedhpc.emulator.errors` (root attr sigma_model: how it was fitted)
-    /net<k> attrs        zrange, width, depth, activation, n_train, n_test, train_seconds
+    /net<k> attrs        zrange, width, depth, activation, n_train, n_test, train_seconds;
+                         optional mass_ref: the network emulates the photometry of mass
+                         formed 10^mass_ref Msun (its logmass weights are zero) and the kernel
+                         scales the fluxes by 10^(logmass − mass_ref): photometry is exactly
+                         proportional to the mass formed, so the network need not learn it
 
 A single emulator is a stitched one with one window.
 """
@@ -30,7 +34,8 @@ import numpy as np
 
 from ..provenance import provenance
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SIGMAS = (-4, -3, -2, -1, 0, 1, 2, 3, 4)
 RESIDUAL_COLUMNS = [f"q{s:+d}sigma" if s else "median" for s in SIGMAS] + ["mean", "std"]
 
@@ -58,6 +63,12 @@ class Network:
     @property
     def depth(self) -> int:
         return len(self.weights) - 1
+
+    @property
+    def mass_ref(self) -> float | None:
+        """log10 of the mass formed the network emulates (None: mass is an ordinary input)."""
+        v = self.attrs.get("mass_ref")
+        return None if v is None else float(v)
 
 
 @dataclass
@@ -133,9 +144,9 @@ def read(path) -> EmulatorFile:
             raise ValueError(f"{path} is not a sedhpc emulator file "
                              f"(kind {f.attrs.get('sedhpc_kind')!r})")
         version = int(f.attrs["sedhpc_format_version"])
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"{path}: emulator format {version}; this sedhpc reads "
-                             f"{FORMAT_VERSION}")
+                             f"{READABLE_VERSIONS} (a newer sedhpc wrote it: upgrade)")
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         nets = []
         k = 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..photometry import arsinh_to_maggies
+from ..photometry import A, U0, arsinh_to_maggies
 from . import io
 
 GELU_K = 1.5957691216057308  # 2·sqrt(2/π)
@@ -76,11 +76,20 @@ class Prediction:
         return arsinh_to_maggies(self.mags)
 
 
+def scale_mass(u, dlogm, xp=np):
+    """Arsinh magnitudes ``u`` (n, k) of a source scaled in flux by 10^``dlogm`` (n,):
+    u0 − a·asinh(sinh((u0 − u)/a)·10^dlogm) (exact at any flux; −2.5·dlogm where x ≫ b).
+    Computed in float64, returned in ``u``'s dtype."""
+    s = xp.sinh((U0 - u.astype(xp.float64)) / A) * (10.0 ** dlogm)[:, None]
+    return (U0 - A * xp.arcsinh(s)).astype(u.dtype)
+
+
 class _MLP:
     """One network on one array module, with per-batch-size buffers."""
 
     def __init__(self, net: io.Network, columns: np.ndarray, xp, dtype, block: int):
         self.xp, self.dtype, self.block = xp, dtype, block
+        self.mass_ref = net.mass_ref
         # inputs the network takes as log10 (e.g. zred: magnitudes change by 5 mag per decade)
         self.log_cols = json.loads(str(net.attrs.get("log_inputs", "[]")))
         w = [np.asarray(a, dtype) for a in net.weights]
@@ -194,6 +203,10 @@ class Emulator:
         self.nets = [_MLP(n, columns, self.xp, self.dtype, block) for n in self.file.nets]
         self.windows = [tuple(n.zrange) for n in self.file.nets]
         self.iz = self.param_names.index("zred") if "zred" in self.param_names else None
+        if any(n.mass_ref is not None for n in self.nets) and "logmass" not in self.param_names:
+            raise ValueError("a network emulates a reference mass but the emulator has no "
+                             f"logmass parameter ({self.param_names})")
+        self.im = self.param_names.index("logmass") if "logmass" in self.param_names else None
         lo = np.min([n.lo for n in self.file.nets], axis=0)
         hi = np.max([n.hi for n in self.file.nets], axis=0)
         if self.iz is not None:
@@ -298,22 +311,31 @@ class Emulator:
         x = xp.ascontiguousarray(theta, dtype=self.dtype)
         nout = self.nets[0].nout
         if len(self.nets) == 1:
-            out = xp.empty((x.shape[0], nout), self.dtype)
-            self.nets[0](x, out, group)
+            out = self._net(0, x, theta, slice(None), group)
         else:
             w = stitch_weights(theta[:, self.iz], self.windows)
             out = xp.zeros((x.shape[0], nout), self.dtype)
-            for k, net in enumerate(self.nets):
+            for k in range(len(self.nets)):
                 rows = self._window_rows(w, k, group)
                 if rows.size == 0:
                     continue
-                part = net(x[rows], xp.empty((rows.size, nout), self.dtype), group)
+                part = self._net(k, x[rows], theta, rows, group)
                 out[rows] += part * w[rows, k:k + 1].astype(self.dtype)
             out[w.sum(axis=1) == 0] = np.nan  # outside every window
         return Prediction(out[:, :-1], out[:, -1], inside)
 
     def __call__(self, theta, group: int | None = None):
         return self.predict(theta, group)
+
+    def _net(self, k: int, x, theta, rows, group):
+        """Network k on inputs ``x`` (n, d) (rows ``rows`` of ``theta``) → (n, nout), the
+        bands at the rows' own mass when the network emulates a reference mass."""
+        net = self.nets[k]
+        out = net(x, self.xp.empty((x.shape[0], net.nout), self.dtype), group)
+        if net.mass_ref is not None:
+            dm = self.xp.asarray(theta[rows, self.im], dtype=self.xp.float64) - net.mass_ref
+            out[:, :-1] = scale_mass(out[:, :-1], dm, self.xp)
+        return out
 
 
 def _check_group(n: int, group: int | None) -> int | None:
