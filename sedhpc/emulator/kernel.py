@@ -109,10 +109,13 @@ class _MLP:
         self._buffers: dict[int, tuple] = {}
 
     def _bufs(self, shape: tuple):
+        """Three work arrays of ``shape`` + (width,), kept for the last few shapes used."""
         if shape not in self._buffers:
             xp, width = self.xp, self.W[0].shape[1]
-            self._buffers = {shape: tuple(xp.empty(shape + (width,), self.dtype)
-                                          for _ in range(3))}
+            if len(self._buffers) >= 4:
+                self._buffers.pop(next(iter(self._buffers)))
+            self._buffers[shape] = tuple(xp.empty(shape + (width,), self.dtype)
+                                         for _ in range(3))
         return self._buffers[shape]
 
     def __call__(self, x, out, group: int | None = None):
