@@ -227,6 +227,13 @@ def test_file_round_trip(tmp_path):
     with h5py.File(path) as h:
         assert h.attrs["sedhpc_kind"] == "emulator" and "git_hash" in h.attrs
         assert json.loads(h.attrs["config_json"]) == {"width": 32}
+    with h5py.File(path, "a") as h:  # format 1 (no reference-mass networks) is read too
+        h.attrs["sedhpc_format_version"] = 1
+    assert io.read(path).nets[0].mass_ref is None
+    with h5py.File(path, "a") as h:
+        h.attrs["sedhpc_format_version"] = io.FORMAT_VERSION + 1
+    with pytest.raises(ValueError, match="upgrade"):
+        io.read(path)
     with h5py.File(tmp_path / "y.h5", "w") as h:
         h.attrs["sedhpc_kind"] = "trainset"
     with pytest.raises(ValueError, match="not a sedhpc emulator"):
