@@ -96,38 +96,32 @@ def main():
     model = get_model("embedded")
     truth, flux, err, z = mocks(model, emu, max(a.ngal, a.ndyn, a.nsps), 7)
     rows = []
+
+    def fit(label, G, emulator=emu, clock=timer, **kw):
+        """One row: fit_batch on the first G mocks (seed 1, default settings but ``kw``)."""
+        kw.setdefault("sampler", "ensemble")
+        rows.append(run(label, clock, lambda: fit_batch(
+            model, emulator, flux[:G], err[:G], zred=z[:G], seed=1, **kw), G))
+
     G = a.ngal
-    rows.append(run("ensemble (emulator), default settings", timer, lambda: fit_batch(
-        model, emu, flux[:G], err[:G], zred=z[:G], sampler="ensemble", seed=1), G))
+    fit("ensemble (emulator), default settings", G)
     flat = None
     if emu.has_sigma_model:  # side by side: the same emulator with one σ per band
         import dataclasses
 
         nets = [dataclasses.replace(n, sigma_coef=None) for n in emu.file.nets]
         flat = Emulator(dataclasses.replace(emu.file, nets=nets), bands=BANDS, xp="numpy")
-        ftimer = Timed(flat)
-        rows.append(run("ensemble (emulator, one σ per band), default settings", ftimer,
-                        lambda: fit_batch(model, flat, flux[:G], err[:G], zred=z[:G],
-                                          sampler="ensemble", seed=1), G))
+        fit("ensemble (emulator, one σ per band), default settings", G, flat, Timed(flat))
     # side by side: the proposals in one flat product (not bit-reproducible across batches)
-    rows.append(run("ensemble (emulator), one product per call (grouped=False)", timer,
-                    lambda: fit_batch(model, emu, flux[:G], err[:G], zred=z[:G],
-                                      sampler="ensemble", seed=1, grouped=False), G))
+    fit("ensemble (emulator), one product per call (grouped=False)", G, grouped=False)
     G = a.ndyn
-    rows.append(run("dynesty (emulator), nlive 400, batching dispatcher", timer,
-                    lambda: fit_batch(model, emu, flux[:G], err[:G], zred=z[:G],
-                                      sampler="dynesty", seed=1), G))
-    rows.append(run("dynesty (emulator), nlive 400, plain per-call loop", timer,
-                    lambda: fit_batch(model, emu, flux[:G], err[:G], zred=z[:G],
-                                      sampler="dynesty", seed=1, batched=False), G))
+    fit("dynesty (emulator), nlive 400, batching dispatcher", G, sampler="dynesty")
+    fit("dynesty (emulator), nlive 400, plain per-call loop", G, sampler="dynesty",
+        batched=False)
     # the same 5 galaxies: dynesty with the embedded SPS itself vs the emulator, same settings
     G, nl = a.nsps, a.nlive_sps
-    rows.append(run(f"ensemble (emulator), default settings, first {G}", timer,
-                    lambda: fit_batch(model, emu, flux[:G], err[:G], zred=z[:G],
-                                      sampler="ensemble", seed=1), G))
-    rows.append(run(f"dynesty (emulator), nlive {nl}, first {G}", timer,
-                    lambda: fit_batch(model, emu, flux[:G], err[:G], zred=z[:G],
-                                      sampler="dynesty", seed=1, nlive=nl), G))
+    fit(f"ensemble (emulator), default settings, first {G}", G)
+    fit(f"dynesty (emulator), nlive {nl}, first {G}", G, sampler="dynesty", nlive=nl)
     from sedhpc.sps import get_backend
     sps = get_backend("embedded", BANDS)
     obs = Observations.build(flux[:G], err[:G])
