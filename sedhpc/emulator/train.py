@@ -262,7 +262,11 @@ def train(cfg: TrainConfig, log=print) -> Path:
         if len(sel) < 100:
             raise cfgmod.ConfigError(f"window [{lo}, {hi}] holds only {len(sel)} training draws")
         label = f"window {k + 1}/{len(windows)} z∈[{lo:g},{hi:g}]"
-        key = json.dumps([cfgmod.as_dict(cfg), k, len(sel)], sort_keys=True)
+        # what the network depends on; how it is run (threads, device, progress bar) may
+        # change between a kill and the resume
+        settings = {k2: v for k2, v in cfgmod.as_dict(cfg).items()
+                    if k2 not in ("threads", "device", "progress")}
+        key = json.dumps([settings, k, len(sel)], sort_keys=True)
         ckpt = out.with_name(f"{out.name}.net{k}.ckpt")
         xin = theta[sel].copy()
         xin[:, log_cols] = np.log10(np.maximum(xin[:, log_cols], 1e-6))
