@@ -25,7 +25,13 @@ import numpy as np
 from . import io
 
 FEATURES = "quadratic"  # the only form so far: 1, x_j, x_j² (1 + 2d terms)
-LOG_VAR_MIN, LOG_VAR_MAX = 2 * np.log(1e-4), 2 * np.log(2.0)  # σ kept in [1e-4, 2] mag
+# σ kept in [SIGMA_MIN, 2] mag. Emulator errors below SIGMA_MIN are negligible beside any
+# photometric error and the error floor; residuals below it (e.g. bands far below the Lyman
+# break, where the SPS flux is zero and a mass-normalised emulator exact) count as SIGMA_MIN in
+# the fit, or those exact zeros drive log σ² towards −∞ there and the quadratic to a curvature
+# that inflates σ elsewhere.
+SIGMA_MIN = 0.005
+LOG_VAR_MIN, LOG_VAR_MAX = 2 * np.log(SIGMA_MIN), 2 * np.log(2.0)
 
 
 def normalised(theta, log_cols, mean, std, xp=np):
@@ -53,7 +59,7 @@ def features(net: io.Network, theta, xp=np):
 def log_variance(x, coef, xp=np, group: int | None = None):
     """log σ² (n, k) [mag²] at normalised inputs ``x`` (n, d) with coefficient rows ``coef``
     (k, 1 + 2d) — ``features(x) @ coef.T`` without forming the design matrix — clipped to σ in
-    [1e-4, 2] mag. ``group`` = R: each run of R rows is its own product (see
+    [SIGMA_MIN, 2] mag. ``group`` = R: each run of R rows is its own product (see
     :mod:`sedhpc.emulator.kernel`)."""
     n, d = x.shape
     if group:
@@ -72,7 +78,7 @@ def fit_log_variance(P: np.ndarray, R: np.ndarray, ridge: float = 1e-3, iters: i
     if n < 4 * p:
         raise ValueError(f"{n} residuals are too few for a σ model with {p} terms "
                          f"(need at least {4 * p})")
-    R2 = R ** 2
+    R2 = np.maximum(R ** 2, np.exp(LOG_VAR_MIN))
     C = np.zeros((R.shape[1], p))
     C[:, 0] = np.log(np.maximum(R2.mean(axis=0), 1e-30))
     pen = np.full(p, ridge)
