@@ -146,8 +146,8 @@ def _write(a, stages, quality) -> None:
     sig = quality.get("validation", {}).get("sigma_median")
     if sig is not None:
         lines.append(f"- emulator: median over bands of the test-set residual σ = "
-                     f"**{sig:.3f} mag** (a small, short-trained network: the bundled one "
-                     "reaches 0.042 over 141 bands)")
+                     f"**{sig:.3f} mag** (a small, short-trained network; the bundled one's "
+                     "figures are in sedhpc/emulator/data/README.md)")
     rec = quality.get("report", {}).get("recovery") or {}
     if rec:
         parts = [f"{name} {c['in68']:.2f}/{c['in95']:.2f}" for name, c in rec.items()
