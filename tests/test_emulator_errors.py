@@ -130,7 +130,7 @@ def sps_sets(tmp_path_factory):
 def test_bundled_emulator_sigma_model_on_embedded_sps_sets(sps_sets, tmp_path):
     """Fitted on 2,400 SPS draws (~800 per window), judged on 2,400 others: the held-out mean
     −log L per residual falls (σ(θ) describes where the emulator errs; the full-size run in
-    the README: −5.20 → −5.69) and |r| < σ(θ) for a Gaussian-like fraction of residuals."""
+    the README: −5.49 → −6.22 for v0.3) and |r| < σ(θ) for a Gaussian-like fraction of residuals."""
     from sedhpc.cli import main
 
     out = tmp_path / "sig.h5"
