@@ -348,3 +348,18 @@ def test_reweight_to_a_new_prior_agrees_with_fitting_under_it(setup, tmp_path):
     assert d_a_b["dust2"]["median_D"] > 0.5  # the new prior matters
     for name in ("dust2", "logmass", "logzsol"):
         assert d_ab_b[name]["median_D"] < 0.3, (name, d_ab_b[name]["median_D"])
+
+
+def test_missing_catalog_and_non_hdf5_emulator_are_named(tmp_path, capsys):
+    """A missing catalog is named before the column map is looked at, and a file that is not
+    HDF5 given as the emulator is refused by name, not with an h5py traceback."""
+    from sedhpc.cli import main
+
+    assert main(["fit", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) != 0
+    assert "no catalog file at" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    bogus = tmp_path / "emu.h5"
+    bogus.write_text("id,f\n")
+    with pytest.raises(ValueError, match="not a sedhpc emulator file .not HDF5"):
+        from sedhpc.emulator import io
+        io.read(bogus)

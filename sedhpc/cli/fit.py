@@ -91,6 +91,10 @@ def _cmd_fit(args) -> int:
             raise ValueError("give either CATALOG or --example")
         args.catalog = str(data / "dc2_example.ecsv")
         args.config = args.config or str(data / "dc2_example.toml")
+    if not args.catalog:
+        raise ValueError("give a CATALOG (or --example)")
+    if not Path(args.catalog).is_file():
+        raise ValueError(f"no catalog file at {args.catalog}")
     if args.config:  # sub-tables merge with the CLI's column map and options
         with open(args.config, "rb") as f:
             table = tomllib.load(f).get("fit", {})

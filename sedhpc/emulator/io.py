@@ -139,6 +139,8 @@ def read(path) -> EmulatorFile:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no emulator file at {path}")
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"{path} is not a sedhpc emulator file (not HDF5)")
     with h5py.File(path, "r") as f:
         if f.attrs.get("sedhpc_kind") != "emulator":
             raise ValueError(f"{path} is not a sedhpc emulator file "
