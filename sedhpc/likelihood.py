@@ -94,17 +94,45 @@ class Likelihood:
             self.sigma_u = xp.asarray(self.sigma_u)
         self.ncalls = 0
 
-    def model_maggies(self, theta, group: int | None = None):
+    def model_maggies(self, theta, group: int | None = None, sigma: bool = True):
         """Emulated fluxes (n, nbands) float64, the 'inside training ranges' flags (n,) and
-        the emulator σ per row and band [mag] (n, nbands). ``group``: see
-        :meth:`sedhpc.emulator.Emulator.predict`."""
+        the emulator σ per row and band [mag] (n, nbands; None with ``sigma`` False).
+        ``group``: see :meth:`sedhpc.emulator.Emulator.predict`."""
         xp = self.xp
         theta = xp.asarray(theta)
         pred = self.emulator.predict(theta, group)
         u = pred.mags.astype(xp.float64)
-        sig = (self.emulator.sigma_for(theta, group) if self.sigma_u is None
-               else xp.broadcast_to(self.sigma_u, u.shape))
-        return 2.0 * B * xp.sinh((U0 - u) / A), pred.inside, sig
+        return 2.0 * B * xp.sinh((U0 - u) / A), pred.inside, (
+            self.emulator_sigma(theta, group) if sigma else None)
+
+    def emulator_sigma(self, theta, group: int | None = None):
+        """The emulator σ [mag] (n, nbands) at ``theta``: its own, or the ``sigma_emu`` given."""
+        xp = self.xp
+        if self.sigma_u is None:
+            return self.emulator.sigma_for(xp.asarray(theta), group)
+        return xp.broadcast_to(self.sigma_u, (theta.shape[0], len(self.sigma_u)))
+
+    def log_amplitude(self, x, galaxy):
+        """log10 of the flux scale a (n,) that best fits rows of model fluxes ``x`` (n, nbands)
+        to their galaxies' observed fluxes, weighted by the observational variances (least
+        squares, a = Σ x_obs x / σ² ÷ Σ x² / σ² over the used bands), clipped to [10⁻³⁰, 10³⁰].
+        A deterministic function of ``x`` and the data: the mass-shear coordinates of the
+        ensemble sampler (:class:`sedhpc.samplers.fit.Problem`) are centred on it."""
+        xp = self.xp
+        galaxy = xp.asarray(galaxy, dtype=xp.int64)
+        w = xp.where(self.mask[galaxy], 1.0 / self.var_obs[galaxy], 0.0) * x
+        a = xp.sum(w * self.x_obs[galaxy], axis=1) / xp.maximum(xp.sum(w * x, axis=1), 1e-300)
+        return xp.log10(xp.clip(xp.where(xp.isfinite(a), a, 1.0), 1e-30, 1e30))
+
+    def loglike_from(self, x, inside, sigma_u, galaxy):
+        """log L (n,) of model fluxes ``x`` (n, nbands) with emulator σ ``sigma_u`` [mag] for
+        rows of ``galaxy``; −inf where ``inside`` is False."""
+        xp = self.xp
+        galaxy = xp.asarray(galaxy, dtype=xp.int64)
+        var = self.variance(x, galaxy, sigma_u)
+        r = (self.x_obs[galaxy] - x) ** 2 / var + xp.log(var) + LN2PI
+        ll = -0.5 * xp.sum(xp.where(self.mask[galaxy], r, 0.0), axis=1)
+        return xp.where(inside, ll, -xp.inf)
 
     def variance(self, x, galaxy, sigma_u) -> np.ndarray:
         """σ² (n, nbands) [maggies²] at model fluxes ``x`` for rows of ``galaxy``, with the
@@ -117,15 +145,10 @@ class Likelihood:
         emulator call for all rows. Rows outside the emulator's training ranges get −inf.
         ``group`` = R: the rows come in runs of R whose values must not depend on the other
         rows of the call (bit for bit; :meth:`sedhpc.emulator.Emulator.predict`)."""
-        xp = self.xp
-        theta = xp.asarray(theta)
-        galaxy = xp.asarray(galaxy, dtype=xp.int64)
+        theta = self.xp.asarray(theta)
         self.ncalls += theta.shape[0]
         x, inside, sig = self.model_maggies(theta, group)
-        var = self.variance(x, galaxy, sig)
-        r = (self.x_obs[galaxy] - x) ** 2 / var + xp.log(var) + LN2PI
-        ll = -0.5 * xp.sum(xp.where(self.mask[galaxy], r, 0.0), axis=1)
-        return xp.where(inside, ll, -xp.inf)
+        return self.loglike_from(x, inside, sig, galaxy)
 
     def chi2(self, theta, galaxy) -> np.ndarray:
         """χ² (n,) of the rows (without the normalisation terms)."""

@@ -295,7 +295,9 @@ def overview_plot(t, path) -> None:
     ax[2].set_xlabel("log M*: 16–84 % half-width [dex]")
     ax[3].hist(np.clip(t["chi2"] / np.maximum(t["nbands"], 1), 0, 10), bins=30)
     ax[3].set_xlabel("best-fit χ² / bands")
-    fig.suptitle(f"{len(t)} galaxies fitted ({conv.sum()} converged)")
+    fig.suptitle(f"{len(t)} galaxies fitted; {conv.sum()} passed the sampler's convergence "
+                 "test (the others reached its step cap: flag NOT_CONVERGED, samples kept)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 

@@ -252,6 +252,14 @@ class Emulator:
         return self._sigma_models is not None
 
     @property
+    def mass_ref(self) -> float | None:
+        """The reference log mass every network emulates (fluxes then scale exactly as
+        10^(logmass − mass_ref)), or None when the networks take logmass as an input (format 1)
+        or disagree on it."""
+        refs = {n.mass_ref for n in self.nets}
+        return float(refs.pop()) if len(refs) == 1 and None not in refs else None
+
+    @property
     def ndim(self) -> int:
         return len(self.param_names)
 
