@@ -139,6 +139,11 @@ def main(argv=None):
     ap.add_argument("--ref-nlive", type=int, default=1000, help="photo-z reference nlive")
     ap.add_argument("--only-photoz", action="store_true",
                     help="compute the photo-z stage's fits only (to run beside the SBC stage)")
+    ap.add_argument("--samplers", default="ensemble,dynesty",
+                    help="samplers to calibrate (comma list); without both, no D statistics "
+                         "and no photo-z stage, only OUT/summary.json")
+    ap.add_argument("--coords", default="auto", choices=("auto", "probit", "shear"),
+                    help="the ensemble's coordinates (fit_batch coords)")
     ap.add_argument("--out", default="docs/inference")
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -157,7 +162,13 @@ def main(argv=None):
     dyn = {"nlive": a.nlive, "sample": a.sample or "rslice",
            **({"walks": a.walks} if a.walks else {}),
            **({"slices": a.slices} if a.slices else {})}
-    for sampler, opts in (() if a.only_photoz else (("ensemble", {}), ("dynesty", dyn))):
+    samplers = [x.strip() for x in a.samplers.split(",") if x.strip()]
+    if not set(samplers) <= {"ensemble", "dynesty"} or not samplers:
+        raise SystemExit(f"--samplers: ensemble and/or dynesty, not {a.samplers!r}")
+    both = set(samplers) == {"ensemble", "dynesty"}
+    ens = {"coords": a.coords}  # in the cache key: fits of other coordinates are not reused
+    stages = [(n, o) for n, o in (("ensemble", ens), ("dynesty", dyn)) if n in samplers]
+    for sampler, opts in (() if a.only_photoz else stages):
         res, cpu = run_fits(f"sbc_{sampler}", out, model, emu, flux, err, z, sampler, opts)
         fits[sampler] = res
         summary[sampler] = {
@@ -169,12 +180,12 @@ def main(argv=None):
         print(sampler, {k: (v["in68"], v["in95"]) for k, v in
                         summary[sampler]["coverage"].items()}, f"{cpu / a.n:.2f} CPU-s/galaxy",
               file=sys.stderr)
-    if not a.only_photoz:
+    if not a.only_photoz and both:
         summary["discrepancy"] = discrepancy(model, fits["ensemble"], fits["dynesty"], truth)
         print({k: (v["median_D"], v["catastrophic"])
                for k, v in summary["discrepancy"].items()}, file=sys.stderr)
 
-    if a.no_photoz:
+    if a.no_photoz or not both:
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return
     # two-mode photo-z: screen mocks (LSST ugrizy only, redshift free), keep those whose
