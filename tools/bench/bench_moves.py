@@ -111,17 +111,19 @@ def main():
 - Independence moves: a multivariate t (ν = 15) fitted to the galaxy's burn-in chain, refitted
   3 times (burn-in restarts after each fit), tried in 80 % of half-steps (scaled down where
   they are rarely accepted). They cut τ several-fold where the posterior is close to Gaussian in
-  the sampler's probit coordinates (faint, prior-dominated galaxies) but not for well-measured
-  galaxies, whose posteriors are curved: on three well-measured inference-validation mocks
-  the τ estimate grows with the chain (≈ 250 steps at 5000, ≈ 800 at 20000) and does not fall
-  with 64 or 128 walkers, so true τ is longer than any affordable run; these galaxies end
-  flagged not converged. Hence opt-in (`--option ind_fraction=0.8`). The ≤ 2 CPU-s per
-  converged galaxy goal is not reached for well-measured galaxies by either variant. Gradients
-  do not rescue it: a prototype HMC on the emulator's analytic gradient (checked against finite
-  differences to 4e-9; dense mass matrix from a 1000-step ensemble burn-in, step size adapted
-  to 75 % acceptance) settled on steps of 0.06–0.09 in whitened units and needed 500–1900
-  forward-pass equivalents per effective sample on three such galaxies, against ≈ 800 for the
-  ensemble (32 walkers × τ ≈ 800 steps ÷ 32): the curvature, not the move, sets the cost.
+  the sampler's coordinates (faint, prior-dominated galaxies). Opt-in
+  (`--option ind_fraction=0.8`).
+- Well-measured galaxies' posteriors are curved ridges. In probit coordinates (measured
+  2026-11-24) the τ estimate of three inference-validation mocks grew with the chain (≈ 250
+  steps at 5000, ≈ 800 at 20000) and did not fall with 64 or 128 walkers, and a prototype HMC on
+  the emulator's analytic gradient (checked against finite differences to 4e-9; dense mass
+  matrix from a 1000-step ensemble burn-in, step size adapted to 75 % acceptance) settled on
+  steps of 0.06–0.09 in whitened units and needed 500–1900 forward-pass equivalents per
+  effective sample, against ≈ 800 for the ensemble: the curvature, not the move, sets the cost.
+  Also tried in probit coordinates without gain (2026-12-04, 4–8 such mocks): native
+  coordinates for the Student-t SFH ratios, differential evolution alone, 64 walkers, and
+  DREAM-like moves on random subsets of the coordinates. The mass shear removes the largest
+  part of that curvature exactly, by a change of variables (rows above).
 """
     write_section("moves", "Ensemble moves: cost per converged galaxy", body,
                   "python tools/bench/bench_moves.py " + " ".join(sys.argv[1:]),
