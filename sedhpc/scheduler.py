@@ -474,7 +474,10 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     if cfg.sampler == "ensemble" and "nslots" not in opts:
         opts["nslots"] = min(2048 if xp == "cupy" else 64, share)
     if cfg.sampler == "dynesty" and "nconcurrent" not in opts:
-        opts["nconcurrent"] = min(64, share)
+        # a direct SPS computes one row at a time (no batch gain): concurrent galaxies would
+        # only share the GIL and all finish late, so a killed run would redo them all
+        opts["nconcurrent"] = 1 if cfg.sps else min(64, share)
+    log.info(f"sampler {cfg.sampler}, options {opts}")
     try:
         fit_batch(model, emu, cat.flux, cat.err, zred=cat.zred, mask=cat.mask, floor=cfg.floor,
                   sampler=cfg.sampler, seed=cfg.seed, nsamples=cfg.nsamples,

@@ -126,6 +126,9 @@ def test_fit_with_the_sps_directly_through_the_engine(fitted):
     import json
     assert json.loads((out / "fit.json").read_text())["identity"]["emulator_sha256"] == \
         "sps:embedded"
+    # one galaxy at a time per rank (no batch gain from a direct SPS): chunks complete in order
+    logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
+    assert "'nconcurrent': 1" in logs
 
 
 def test_photoz_metrics_known_answer():
