@@ -472,7 +472,9 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     opts = dict(cfg.sampler_options)
     share = max(1, -(-total // size))
     if cfg.sampler == "ensemble" and "nslots" not in opts:
-        opts["nslots"] = min(2048 if xp == "cupy" else 64, share)
+        # (with a direct SPS, one chunk's galaxies at a time: no batch gain, and all galaxies
+        # in flight finish late)
+        opts["nslots"] = min(cfg.chunk if cfg.sps else 2048 if xp == "cupy" else 64, share)
     if cfg.sampler == "dynesty" and "nconcurrent" not in opts:
         # a direct SPS computes one row at a time (no batch gain): concurrent galaxies would
         # only share the GIL and all finish late, so a killed run would redo them all
