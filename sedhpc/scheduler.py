@@ -33,6 +33,7 @@ import numpy as np
 
 from . import config as cfgmod
 from . import store
+from ._threads import fit_threads
 from .catalog import SKIP, CatalogSpec, Flags, read_catalog
 from .ood import OOD, ColourOOD
 from .parallel import RankLost, WorkQueue, world
@@ -67,6 +68,7 @@ class FitConfig:
     max_claim: int = 16
     shard: str | None = None
     device: str = "auto"
+    threads: int | None = None  # BLAS threads per rank while fitting (fit_batch's ``threads``)
     new_run: bool = False
     progress: bool = True
     colour_ood: bool = True  # flag colours far outside the training set (sedhpc.ood.ColourOOD)
@@ -84,6 +86,8 @@ class FitConfig:
             raise cfgmod.ConfigError(f"sps must be 'embedded' or 'fsps'; got {self.sps!r}")
         if self.sps and self.emulator:
             raise cfgmod.ConfigError("give either emulator or sps, not both")
+        if self.threads is not None and self.threads < 1:
+            raise cfgmod.ConfigError(f"threads must be ≥ 1; got {self.threads}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise cfgmod.ConfigError(f"device must be auto, cpu or gpu; got {self.device!r}")
         if not self.columns.get("bands"):
@@ -479,12 +483,13 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
         # a direct SPS computes one row at a time (no batch gain): concurrent galaxies would
         # only share the GIL and all finish late, so a killed run would redo them all
         opts["nconcurrent"] = 1 if cfg.sps else min(64, share)
-    log.info(f"sampler {cfg.sampler}, options {opts}")
+    log.info(f"sampler {cfg.sampler}, options {opts}, BLAS threads "
+             f"{fit_threads(cfg.threads) or 'as set by the user'}")
     try:
         fit_batch(model, emu, cat.flux, cat.err, zred=cat.zred, mask=cat.mask, floor=cfg.floor,
                   sampler=cfg.sampler, seed=cfg.seed, nsamples=cfg.nsamples,
                   callback=lambda res: chunks.result(res.galaxy, res), sigma_emu=None,
-                  galaxies=feed(), tick=queue.serve, **opts)
+                  galaxies=feed(), tick=queue.serve, threads=cfg.threads, **opts)
         queue.finish(silent_s=3600.0)
         if bar:  # the other ranks' last galaxies finished after their last report
             bar.update(max(0, total - bar.n))

@@ -188,6 +188,8 @@ def test_three_ranks_equal_one_process_on_300_galaxies(setup, tmp_path):
         assert sedhpc("check", out).returncode == 0
     logs = "".join(p.read_text() for p in (tmp_path / "mpi" / "logs").glob("*.log"))
     assert logs.count("written") == 75 and all(f"rank {r}/3" in logs for r in range(3))
+    # (the tests' environment sets OMP/OPENBLAS_NUM_THREADS: the ranks respect it)
+    assert logs.count("BLAS threads as set by the user") == 3
     shards = list((tmp_path / "mpi" / "shards").glob("*.h5"))
     assert len(shards) == 3  # every rank fitted (rank 0 too)
     assert_same(tmp_path / "one", tmp_path / "mpi", n=300)
@@ -301,6 +303,8 @@ def test_file_level_problem_stops_before_any_work(setup, tmp_path):
     res = sedhpc("fit", setup["cat"], "--config", setup["cfg"], "--out", out, "--units", "ABmag")
     assert res.returncode == 2 and "ABmag" in res.stderr
     assert not (out / "shards").exists()
+    res = sedhpc("fit", setup["cat"], "--config", setup["cfg"], "--out", out, "--threads", "0")
+    assert res.returncode == 2 and "threads must be ≥ 1" in res.stderr, res.stderr[-2000:]
     cut = tmp_path / "cut.fits"
     Table.read(setup["cat"]).write(cut)
     cut.write_bytes(cut.read_bytes()[:4000])

@@ -398,3 +398,41 @@ def test_simulation_based_calibration(sampler, opts):
         in68 = np.mean((q[:, 1] <= t) & (t <= q[:, 2]))
         in95 = np.mean((q[:, 0] <= t) & (t <= q[:, 3]))
         assert abs(in68 - 0.68) <= 0.05 and abs(in95 - 0.95) <= 0.03, (name, in68, in95)
+
+
+# -- BLAS threads while fitting ----------------------------------------------------------------
+def test_fit_batch_limits_blas_threads_and_restores_them(monkeypatch):
+    """One BLAS thread while fitting unless the user set a thread variable or ``threads``; the
+    process's setting is restored afterwards."""
+    import threadpoolctl
+
+    from sedhpc import _threads
+    from test_emulator import mock_emulator, mock_photometry
+
+    def blas():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"]
+
+    emu = mock_emulator()
+    model = get_model("embedded")
+    rng = np.random.default_rng(5)
+    truth = model.sample(rng, 1, np.full((1, 1), 1.0))
+    flux, err = mock_photometry(emu, truth, rng)
+    before = blas()
+    assert before, "numpy has no BLAS thread pool that threadpoolctl can see"
+
+    def run(threads):
+        seen = []
+        fit_batch(model, emu, flux, err, zred=[1.0], floor=0.0, seed=1, max_steps=200,
+                  min_steps=100, threads=threads, callback=lambda r: seen.append(blas()))
+        assert blas() == before  # restored
+        return seen[0]
+
+    monkeypatch.setattr(_threads, "USER_SET", {})
+    assert run(None) == [1] * len(before)
+    if min(before) >= 2:  # (a pool started with one thread may not grow)
+        assert run(2) == [2] * len(before)
+    monkeypatch.setattr(_threads, "USER_SET", {"OMP_NUM_THREADS": "3"})
+    assert run(None) == before  # the user's own setting is left alone
+    with pytest.raises(ValueError, match="threads"):
+        run(0)

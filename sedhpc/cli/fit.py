@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--chunk", type=int, help="galaxies per chunk = checkpoint unit (32)")
     p.add_argument("--shard", help="i/n: fit the i-th of n slices (0-based)")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--threads", type=int,
+                   help="BLAS threads per rank while fitting (default 1, or the "
+                        "OMP/OPENBLAS_NUM_THREADS you set; run one rank per core instead)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="sampler option, e.g. nslots=128, max_steps=3000, nlive=400")
     p.add_argument("--new-run", action="store_true", default=None,
@@ -117,7 +120,8 @@ def _cmd_fit(args) -> int:
         "sampler": args.sampler, "photoz": args.photoz, "zprior": args.zprior,
         "zeropoints": args.zeropoints,
         "seed": args.seed, "nsamples": args.nsamples, "floor": args.floor, "chunk": args.chunk,
-        "shard": args.shard, "device": args.device, "new_run": args.new_run,
+        "shard": args.shard, "device": args.device, "threads": args.threads,
+        "new_run": args.new_run,
         "progress": False if args.no_progress else None,
         "columns": columns or None, "sampler_options": options or None})
     s = fit(cfg)
