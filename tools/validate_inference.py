@@ -187,6 +187,8 @@ def main(argv=None):
 
     if a.no_photoz or not both:
         (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+        if not a.only_photoz:
+            rank_plot(summary, out)
         return
     # two-mode photo-z: screen mocks (LSST ugrizy only, redshift free), keep those whose
     # long reference dynesty run has two modes each holding ≥ 10 % of the mass
@@ -283,16 +285,20 @@ def report(s) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plots(summary, pz, cases, iz, out):
+def rank_plot(summary, out):
+    """OUT/sbc_ranks.png: rank histograms of every calibrated sampler."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, len(PARAMS), figsize=(3.2 * len(PARAMS), 5.6), sharex=True)
-    for row, sampler in enumerate(("ensemble", "dynesty")):
+    samplers = [s for s in ("ensemble", "dynesty") if s in summary]
+    fig, axes = plt.subplots(len(samplers), len(PARAMS), figsize=(3.2 * len(PARAMS),
+                                                                  2.8 * len(samplers)),
+                             sharex=True, squeeze=False)
+    for row, sampler in enumerate(samplers):
         for ax, name in zip(axes[row], PARAMS):
             c = summary[sampler]["coverage"][name]
             n = len(c["ranks"])
-            ax.hist(c["ranks"], bins=10, range=(0, 1), color="C0" if row == 0 else "C1")
+            ax.hist(c["ranks"], bins=10, range=(0, 1), color="C0" if sampler == "ensemble" else "C1")
             ax.axhline(n / 10, color="k", lw=1)
             sd = np.sqrt(n / 10 * 0.9)
             ax.axhspan(n / 10 - 2 * sd, n / 10 + 2 * sd, color="0.85", zorder=0)
@@ -303,6 +309,11 @@ def plots(summary, pz, cases, iz, out):
     fig.suptitle(f"SBC, {summary['n_mocks']} mocks (band: ±2σ of a uniform histogram)")
     fig.tight_layout()
     fig.savefig(out / "sbc_ranks.png", dpi=90)
+
+
+def plots(summary, pz, cases, iz, out):
+    rank_plot(summary, out)
+    import matplotlib.pyplot as plt
     if cases:
         k = min(len(cases), 4)
         fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.0), squeeze=False)
