@@ -144,6 +144,9 @@ def main(argv=None):
                          "and no photo-z stage, only OUT/summary.json")
     ap.add_argument("--coords", default="auto", choices=("auto", "probit", "shear"),
                     help="the ensemble's coordinates (fit_batch coords)")
+    ap.add_argument("--ens-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an ensemble sampler option (numbers), e.g. ind_fraction=0.8; part "
+                         "of the cache key")
     ap.add_argument("--out", default="docs/inference")
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -167,6 +170,9 @@ def main(argv=None):
         raise SystemExit(f"--samplers: ensemble and/or dynesty, not {a.samplers!r}")
     both = set(samplers) == {"ensemble", "dynesty"}
     ens = {"coords": a.coords}  # in the cache key: fits of other coordinates are not reused
+    for kv in a.ens_option:
+        k, _, v = kv.partition("=")
+        ens[k.strip()] = float(v) if "." in v or "e" in v else int(v)
     stages = [(n, o) for n, o in (("ensemble", ens), ("dynesty", dyn)) if n in samplers]
     for sampler, opts in (() if a.only_photoz else stages):
         res, cpu = run_fits(f"sbc_{sampler}", out, model, emu, flux, err, z, sampler, opts)
