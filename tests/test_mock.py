@@ -302,3 +302,26 @@ def test_coverage_pool_and_sampler_widths_tools(mock, tmp_path, capsys):
                                 "--snr-range", "0", "1e9"]) == 0
     out = capsys.readouterr().out
     assert "1 galaxies" in out and "| dust2 |" in out
+
+
+def test_validation_a_tool_compares_runs_on_common_galaxies(fitted, tmp_path, capsys):
+    """tools/validation_a.py (docs/VALIDATION.md (a)): D statistics of emulator runs against a
+    direct-SPS run and the repeat baseline, on the galaxies all three runs have."""
+    import json
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import validation_a
+
+    mock, runs = fitted
+    assert runs["fit"].returncode == 0 and runs["direct"].returncode == 0
+    out = tmp_path / "a.json"
+    validation_a.main([str(mock / "fit"), str(mock / "fit"), str(mock / "direct"), "--json",
+                       str(out)])
+    r = json.loads(out.read_text())
+    assert r["galaxies"] == 4 and "4 galaxies in all three runs" in capsys.readouterr().out
+    rep, vs = r["repeat (emu_s1 vs emu_s2)"], r["emu_s1 vs SPS"]
+    for name in validation_a.NAMES:
+        assert rep[name]["median_D"] == 0 and rep[name]["catastrophic"] == 0  # same run twice
+        assert np.isfinite(vs[name]["median_D"]) and vs[name]["median_D"] > 0
+        assert vs[name] == r["emu_s2 vs SPS"][name]
