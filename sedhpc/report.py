@@ -33,7 +33,11 @@ QUANTITIES = {"logmass": ("logmass", None), "logzsol": ("logzsol", None),
 def load(directory) -> dict:
     """Fitted galaxies of a fit directory: ids, rows, samples (n, N, P), percentiles,
     quantity names, flags (galaxies not fitted are left out)."""
+    if not (Path(directory) / "fit.json").exists():
+        raise FileNotFoundError(f"{directory} is not a fit directory (no fit.json)")
     d = store.read(directory, samples=True)
+    if not len(d["row"]):
+        raise ValueError(f"{directory} holds no fitted galaxies yet")
     ok = (d["flags"] & (SKIP | Flags.FIT_FAILED)) == 0
     out = {k: (v[ok] if isinstance(v, np.ndarray) else v) for k, v in d.items()}
     out["names"] = list(d["quantities"])

@@ -190,6 +190,9 @@ def test_report_where_selects_on_truth_columns(fitted):
         res = sedhpc("report", mock / "fit", "--truth", mock / "m_truth.ecsv", "--where", bad,
                      "--out", out)
         assert res.returncode == 2 and "--where" in res.stdout, (bad, res.stdout, res.stderr)
+    # not a fit directory: a clear error, not a missing key
+    res = sedhpc("report", mock / "nowhere", "--out", out)
+    assert res.returncode == 2 and "not a fit directory" in res.stdout + res.stderr, res.stderr
 
 
 def test_d_statistic_by_hand_and_with_unequal_sample_counts():

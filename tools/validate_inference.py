@@ -304,7 +304,8 @@ def rank_plot(summary, out):
         for ax, name in zip(axes[row], PARAMS):
             c = summary[sampler]["coverage"][name]
             n = len(c["ranks"])
-            ax.hist(c["ranks"], bins=10, range=(0, 1), color="C0" if sampler == "ensemble" else "C1")
+            ax.hist(c["ranks"], bins=10, range=(0, 1),
+                    color="C0" if sampler == "ensemble" else "C1")
             ax.axhline(n / 10, color="k", lw=1)
             sd = np.sqrt(n / 10 * 0.9)
             ax.axhspan(n / 10 - 2 * sd, n / 10 + 2 * sd, color="0.85", zorder=0)

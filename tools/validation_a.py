@@ -37,14 +37,16 @@ def main(argv=None):
     runs = [load(p) for p in (a.emu_s1, a.emu_s2, a.direct)]
     rows = np.intersect1d(np.intersect1d(runs[0]["row"], runs[1]["row"]), runs[2]["row"])
     e1, e2, d = (subset(r, rows) for r in runs)
-    pairs = {"emu_s1 vs SPS": (e1, d), "emu_s2 vs SPS": (e2, d), "repeat (emu_s1 vs emu_s2)": (e1, e2)}
+    pairs = {"emu_s1 vs SPS": (e1, d), "emu_s2 vs SPS": (e2, d),
+             "repeat (emu_s1 vs emu_s2)": (e1, e2)}
     out = {"galaxies": int(len(rows)), "runs": vars(a)}
     for label, (x, y) in pairs.items():
         r = discrepancy(x, y, NAMES)
         out[label] = {n: {k: r[n][k] for k in ("median_D", "catastrophic",
                                               "p68_dmedian_over_halfwidth")} for n in NAMES}
     print(f"{len(rows)} galaxies in all three runs")
-    print("| quantity | " + " | ".join(f"{p}: median D, D > 3, p68 |Δ med|/w" for p in pairs) + " |")
+    heads = " | ".join(f"{p}: median D, D > 3, p68 |Δ med|/w" for p in pairs)
+    print(f"| quantity | {heads} |")
     print("|---|" + "---|" * len(pairs))
     for n in NAMES:
         cells = [f"{out[p][n]['median_D']:.2f}, {100 * out[p][n]['catastrophic']:.1f} %, "

@@ -243,9 +243,10 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
     a shear with unit Jacobian, so the target is the same posterior, but the curved ridge along
     which mass trades against the SFH, dust and metallicity is straightened: on 64 benchmark
     mocks 48 % instead of 25 % converge within the step cap, at 0.46× the CPU-s per converged
-    galaxy (docs/BENCHMARKS.md, "Ensemble moves"). It needs an emulator whose fluxes scale exactly with
-    mass (format 2, :attr:`~sedhpc.emulator.Emulator.mass_ref`), whose reference-mass fluxes it
-    scales in float64; "auto" (default) takes "shear" when it applies, else "probit".
+    galaxy (docs/BENCHMARKS.md, "Ensemble moves"; its simulation-based calibration:
+    docs/inference). It needs an emulator whose fluxes scale exactly with mass (format 2,
+    :attr:`~sedhpc.emulator.Emulator.mass_ref`), whose reference-mass fluxes it scales in
+    float64; "auto" (default) takes "shear" when it applies, else "probit".
 
     ``threads``: BLAS threads while fitting (restored afterwards). Default: the user's own
     OMP/OPENBLAS/MKL_NUM_THREADS if any was set before sedhpc was imported, else 1 — the
@@ -318,8 +319,9 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
 
             def finish(r):
                 if r.error:
-                    return done(FitResult(r.galaxy, np.zeros((0, len(model.names))), np.zeros(0), {},
-                                          np.nan, {"sampler": "ensemble", "ncall": r.ncall},
+                    return done(FitResult(r.galaxy, np.zeros((0, len(model.names))),
+                                          np.zeros(0), {}, np.nan,
+                                          {"sampler": "ensemble", "ncall": r.ncall},
                                           False, None, r.error))
                 gal = np.full(len(r.samples), r.galaxy)
                 if shear:
