@@ -468,3 +468,8 @@ def test_validate_inference_worker_processes_give_the_same_fits(tmp_path):
     again, cpu3 = vi.run_fits("a", tmp_path / "two", model, emu, flux, err, z, "dynesty", opts,
                               procs=2)
     assert cpu3 == cpu2 and all(np.array_equal(a.samples, b.samples) for a, b in zip(two, again))
+    # cache keys: photometry equal to float32 rounding (BLAS threads) names the same mocks
+    key = '{"flux": 6.596618179e-4, "n": 200, "opts": {"coords": "auto"}, "sampler": "ensemble"}'
+    assert vi.same_key(key, key.replace("6.596618179", "6.596617866"))
+    assert not vi.same_key(key, key.replace("6.596618179", "6.596718179"))
+    assert not vi.same_key(key, key.replace("auto", "probit"))
