@@ -129,6 +129,17 @@ def test_dynamic_nested_runs():
         assert abs(r.logz) < 0.3
 
 
+def test_nested_single_bound_recovers_gaussians():
+    """``bound`` reaches dynesty: one ellipsoid instead of several sets the slice directions."""
+    mu, sd, loglike = gaussian_unit(2, 3, seed=2)
+    res = run_nested(loglike, 3, range(2), seed=1, nlive=100, nsamples=2000, bound="single")
+    multi = run_nested(loglike, 3, range(2), seed=1, nlive=100, nsamples=2000)
+    for g, r in res.items():
+        assert not np.array_equal(r.samples, multi[g].samples)
+        np.testing.assert_allclose(r.samples.mean(axis=0), mu[g], atol=4 * sd[g].max() / 10)
+        np.testing.assert_allclose(r.samples.std(axis=0) / sd[g], 1.0, atol=0.15)
+
+
 # -- an emulator whose photometry depends on redshift only: a known two-mode posterior ----------
 NAMES = get_model("embedded").names
 BANDS = ["b1", "b2", "b3", "b4"]

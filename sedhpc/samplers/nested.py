@@ -88,18 +88,18 @@ class NestedResult:
 
 
 def _run_one(g, loglike, ndim, seed, nlive, dynamic, dlogz, sample, maxcall, nsamples,
-             maxbatch, walks, slices, key):
+             maxbatch, walks, slices, bound, key):
     import dynesty
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(key),)))
     ident = _identity
     if dynamic:
-        s = dynesty.DynamicNestedSampler(loglike, ident, ndim, bound="multi", sample=sample,
+        s = dynesty.DynamicNestedSampler(loglike, ident, ndim, bound=bound, sample=sample,
                                          walks=walks, slices=slices, rstate=rng)
         s.run_nested(nlive_init=nlive, dlogz_init=dlogz, maxcall=maxcall,
                      maxbatch=maxbatch, wt_kwargs={"pfrac": 1.0}, print_progress=False)
     else:
-        s = dynesty.NestedSampler(loglike, ident, ndim, nlive=nlive, bound="multi",
+        s = dynesty.NestedSampler(loglike, ident, ndim, nlive=nlive, bound=bound,
                                   sample=sample, walks=walks, slices=slices, rstate=rng)
         s.run_nested(dlogz=dlogz, maxcall=maxcall, print_progress=False)
     r = s.results
@@ -120,7 +120,8 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
                dynamic: bool = False, dlogz: float = 0.1, sample: str = "rslice",
                maxcall: int | None = None, nsamples: int = 256, nconcurrent: int = 64,
                maxbatch: int | None = None, walks: int | None = None,
-               slices: int | None = None, batched: bool = True, callback=None,
+               slices: int | None = None, bound: str = "multi", batched: bool = True,
+               callback=None,
                stats: dict | None = None, keys=None, tick=None,
                keep: bool = True) -> dict[int, NestedResult]:
     """Run dynesty (static, or dynamic with ``dynamic=True``) on every galaxy id in
@@ -133,7 +134,9 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
     (docs/inference); ``walks`` the random-walk length of ``sample='rwalk'``
     (dynesty's default: ndim + 20); ``slices`` the slice updates per proposal of
     ``sample='rslice'`` (default ndim + 3) or ``'slice'`` (default 3 sweeps); ``maxcall`` a
-    cap on likelihood calls per galaxy (hit → ``converged`` False).
+    cap on likelihood calls per galaxy (hit → ``converged`` False); ``bound`` dynesty's bounding
+    distribution ("multi" ellipsoids by default; for the slice proposals it sets the slice
+    directions' scales).
 
     With ``batched`` (default), up to ``nconcurrent`` galaxies run at once in threads and their
     likelihood calls are evaluated together through a :class:`BatchDispatcher`; a finished
@@ -148,7 +151,7 @@ def run_nested(batch_loglike, ndim: int, galaxies, seed: int = 0, nlive: int = 4
     results: dict[int, NestedResult] = {}
     opts = dict(ndim=ndim, seed=seed, nlive=nlive, dynamic=dynamic, dlogz=dlogz, sample=sample,
                 maxcall=maxcall, nsamples=nsamples, maxbatch=maxbatch, walks=walks,
-                slices=slices)
+                slices=slices, bound=bound)
     lock = threading.Lock()
 
     def key(g):
