@@ -184,6 +184,8 @@ def main(argv=None):
                     help="worker processes for the fits (one BLAS thread each)")
     ap.add_argument("--out", default="docs/inference")
     a = ap.parse_args(argv)
+    if a.procs < 1:
+        ap.error(f"--procs must be ≥ 1; got {a.procs}")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     from sedhpc.emulator import default_path
