@@ -326,6 +326,52 @@ def test_mass_shear_is_a_unit_jacobian_change_of_variables():
     assert len(consts) >= 5 and np.ptp(consts) < 1e-5, consts
 
 
+def test_nested_mass_shear_repartitions_the_prior_exactly():
+    """dynesty's shear coordinates (posterior repartitioning): at unit-cube points u the
+    weighted likelihood L' satisfies log L' = log L + log prior(θ) + log |det ∂θ/∂u| exactly
+    (so π'L' = πL with π' uniform on the cube: the same posterior and the same evidence), is
+    −inf where θ leaves the model's prior, and ``theta_from_shear_unit`` returns L itself."""
+    emu = mass_ref_emulator()
+    model, truth, flux, err, prob = shear_problem(emu)
+    free = list(model.free_index)
+    rng = np.random.default_rng(3)
+    checked = outside = 0
+    for g in (0, 1):
+        gal = np.array([g])
+        for _ in range(6):
+            u = rng.uniform(0.05, 0.95, prob.nfree)
+            u[prob.km] = rng.uniform(0.3, 0.7)
+            theta, ll = prob.theta_from_shear_unit(u[None], gal)
+            llp = float(prob.loglike_shear_unit(u[None], gal)[0])
+            lp = float(model.log_prob(theta)[0])
+            if not np.isfinite(lp):
+                assert llp == -np.inf
+                outside += 1
+                continue
+            h = 1e-6
+            jac = np.empty((prob.nfree, prob.nfree))
+            for k in range(prob.nfree):
+                up, um = u.copy(), u.copy()
+                up[k] += h
+                um[k] -= h
+                jac[:, k] = (prob.theta_from_shear_unit(up[None], gal)[0][0, free]
+                             - prob.theta_from_shear_unit(um[None], gal)[0][0, free]) / (2 * h)
+            assert jac[prob.km, prob.km] == pytest.approx(
+                2 * (model.params[prob.im].prior.hi - model.params[prob.im].prior.lo), rel=1e-6)
+            # L itself (float32 kernel evaluated at the mass vs scaled from the reference)
+            np.testing.assert_allclose(ll, prob.lik(theta, gal), rtol=1e-4)
+            assert llp == pytest.approx(ll[0] + lp + np.linalg.slogdet(jac)[1], abs=1e-5)
+            checked += 1
+    assert checked >= 6
+    # logmass pushed past the prior's edge: no weight
+    u = np.full((2, prob.nfree), 0.5)
+    u[:, prob.km] = [0.0, 1.0]
+    theta, _ = prob.theta_from_shear_unit(u, np.array([0, 0]))
+    pm = model.params[prob.im].prior
+    assert theta[0, prob.im] < pm.lo and theta[1, prob.im] > pm.hi
+    assert np.all(prob.loglike_shear_unit(u, np.array([0, 0])) == -np.inf)
+
+
 def test_mass_shear_and_probit_sample_the_same_posterior():
     """Both coordinate systems on the same galaxies (mass-normalised emulator): posterior
     medians agree within 0.3 of the combined 16–84 % half-widths and widths within 25 % for
@@ -484,3 +530,7 @@ def test_validate_inference_worker_processes_give_the_same_fits(tmp_path):
     assert vi.same_key(key, key.replace("6.596618179", "6.596617866"))
     assert not vi.same_key(key, key.replace("6.596618179", "6.596718179"))
     assert not vi.same_key(key, key.replace("auto", "probit"))
+    # dynesty keys from before dynesty took coords name unit-cube ("probit") fits
+    old = '{"flux": 1.0, "n": 16, "opts": {"nlive": 1000}, "sampler": "dynesty"}'
+    assert vi.same_key(old, old.replace('"nlive"', '"coords": "probit", "nlive"'))
+    assert not vi.same_key(old, old.replace('"nlive"', '"coords": "auto", "nlive"'))

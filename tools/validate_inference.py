@@ -69,6 +69,9 @@ def same_key(a: str, b: str) -> bool:
     threads it ran on)."""
     a, b = json.loads(a), json.loads(b)
     fa, fb = a.pop("flux"), b.pop("flux")
+    for k in (a, b):  # dynesty ran on the prior's unit cube before it took coords
+        if k.get("sampler") == "dynesty":
+            k["opts"].setdefault("coords", "probit")
     return a == b and abs(fa - fb) <= 1e-6 * max(abs(fa), abs(fb))
 
 
@@ -176,7 +179,8 @@ def main(argv=None):
                     help="samplers to calibrate (comma list); without both, no D statistics "
                          "and no photo-z stage, only OUT/summary.json")
     ap.add_argument("--coords", default="auto", choices=("auto", "probit", "shear"),
-                    help="the ensemble's coordinates (fit_batch coords)")
+                    help="the samplers' coordinates (fit_batch coords; the photo-z "
+                    "reference run always samples the prior's unit cube)")
     ap.add_argument("--ens-option", action="append", default=[], metavar="KEY=VALUE",
                     help="an ensemble sampler option (numbers), e.g. ind_fraction=0.8; part "
                          "of the cache key")
@@ -199,7 +203,7 @@ def main(argv=None):
                "noise": "sigma^2 = (0.05 x)^2 + (5-sigma depth 26 mag / 5)^2",
                "provenance": provenance.provenance("inference-validation", 1, vars(a))}
     fits = {}
-    dyn = {"nlive": a.nlive, "sample": a.sample or "rslice",
+    dyn = {"nlive": a.nlive, "sample": a.sample or "rslice", "coords": a.coords,
            **({"walks": a.walks} if a.walks else {}),
            **({"slices": a.slices} if a.slices else {})}
     samplers = [x.strip() for x in a.samplers.split(",") if x.strip()]
@@ -246,7 +250,8 @@ def main(argv=None):
     pz = {}
     # mode masses from PZ_SAMPLES draws per fit: the default 256 alone carry a binomial noise
     # of ±0.03 at a 50/50 split (±0.044 on a difference of two fits) against a target of 0.1
-    ref = {"nlive": a.ref_nlive, "sample": "rslice", "nsamples": PZ_SAMPLES}
+    # the reference: dynesty on the prior's own unit cube (independent of the shear)
+    ref = {"nlive": a.ref_nlive, "sample": "rslice", "nsamples": PZ_SAMPLES, "coords": "probit"}
     for tag, sampler, opts in (("reference", "dynesty", ref),
                                ("ensemble", "ensemble", {**ens, "nsamples": PZ_SAMPLES,
                                                          "ess_min": 256}),

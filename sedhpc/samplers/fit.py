@@ -11,7 +11,8 @@ Two samplers share one problem definition (:class:`Problem`):
   the Student-t tails of the SFH priors. With a mass-normalised emulator the mass coordinate is
   moreover *sheared* onto the best-fitting flux scale (``coords``, :func:`fit_batch`), which
   straightens the mass–SFH–dust ridge of well-measured galaxies;
-- ``"dynesty"``: dynesty per galaxy on the unit cube (:mod:`.nested`), batched across galaxies.
+- ``"dynesty"``: dynesty per galaxy (:mod:`.nested`), batched across galaxies, on the unit cube
+  of the same mass shear by posterior repartitioning (``coords``), else of the prior itself.
 
 Redshift is fixed per galaxy (``zred`` given) or free: ``photoz_model`` frees it with a uniform
 prior over the emulator's range or a user p(z) table, and results then carry a p(z) summary.
@@ -139,7 +140,11 @@ class Problem:
 
     def _shear_rest(self, y: np.ndarray, galaxy: np.ndarray) -> np.ndarray:
         """θ (n, d) on the host from shear coordinates ``y`` with logmass at the reference."""
-        u = special.ndtr(y)
+        return self._shear_rest_unit(special.ndtr(y), galaxy)
+
+    def _shear_rest_unit(self, u: np.ndarray, galaxy: np.ndarray) -> np.ndarray:
+        """As :meth:`_shear_rest`, from the unit-cube coordinates u = Φ(y)."""
+        u = np.array(u, float)
         u[:, self.km] = 0.5
         theta = self.theta_from_unit(u, galaxy)
         free = self.model.free_index
@@ -183,6 +188,43 @@ class Problem:
         """θ (n, d) and log L (n,) on the host at shear coordinates ``y``."""
         yh, gh = np.asarray(y, float), np.asarray(galaxy, int)
         theta, ll = self._shear_eval(self._shear_rest(yh, gh), gh, None, yh[:, self.km])
+        return theta, _host(ll).astype(float)
+
+    # -- the same shear for nested sampling (posterior repartitioning) ------------------------
+    def _nested_mass(self, u: np.ndarray) -> np.ndarray:
+        """y_m from the unit coordinate: logmass − m* uniform on ±(the logmass prior's width)."""
+        pm = self.model.params[self.im].prior
+        return (2.0 * u[:, self.km] - 1.0) * (pm.hi - pm.lo) / SHEAR_SCALE
+
+    def _nested_log_ratio(self, theta: np.ndarray) -> np.ndarray:
+        """log π(θ) − log π'(θ) for the nested sampler's shear prior π' (logmass − m* uniform
+        on ±W, W the logmass prior's width; mass-conditional parameters uniform on their
+        bounds; the rest their own priors, identical in both): −inf outside the model's prior."""
+        m, free = self.model, self.model.free_index
+        pm = m.params[self.im].prior
+        lr = pm.logpdf(theta[:, self.im]) + np.log(2.0 * (pm.hi - pm.lo))
+        for k in self.kcond:
+            pr = m.params[free[k]].prior
+            lr = lr + pr.logpdf(theta[:, free[k]], theta) + np.log(pr.hi - pr.lo)
+        return np.where(np.isfinite(lr), lr, -np.inf)
+
+    def loglike_shear_unit(self, u, galaxy):
+        """Nested sampling in the mass-shear coordinates by *posterior repartitioning*: the
+        sampler draws from a prior π' that is uniform in the unit cube ``u`` (n, nfree) of the
+        shear coordinates (:meth:`_nested_mass`, :meth:`_nested_log_ratio`) and weighs by
+        L' = L π/π', so π'L' = πL: the same posterior and the same evidence, sampled along the
+        straightened mass ridge. Returns log L' (n,) on the host (−inf outside the prior)."""
+        uh, gh = np.asarray(u, float), np.asarray(galaxy, int)
+        theta, ll = self._shear_eval(self._shear_rest_unit(uh, gh), gh, None,
+                                     self._nested_mass(uh))
+        return _host(ll).astype(float) + self._nested_log_ratio(theta)
+
+    def theta_from_shear_unit(self, u, galaxy) -> tuple[np.ndarray, np.ndarray]:
+        """θ (n, d) and log L (n,) (the likelihood itself, not L') at the nested sampler's
+        shear unit-cube points ``u``."""
+        uh, gh = np.asarray(u, float), np.asarray(galaxy, int)
+        theta, ll = self._shear_eval(self._shear_rest_unit(uh, gh), gh, None,
+                                     self._nested_mass(uh))
         return theta, _host(ll).astype(float)
 
     def theta_from_unit(self, u, galaxy) -> np.ndarray:
@@ -248,6 +290,14 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
     :attr:`~sedhpc.emulator.Emulator.mass_ref`), whose reference-mass fluxes it scales in
     float64; "auto" (default) takes "shear" when it applies, else "probit".
 
+    dynesty takes the same ``coords`` ("probit" there means the prior's own unit cube). Its
+    "shear" is *posterior repartitioning* (:meth:`Problem.loglike_shear_unit`): it samples a
+    prior π' uniform in the cube of the shear coordinates (logmass − m* uniform on ± the
+    logmass prior's width, logzsol on its bounds, the rest their own priors) and weighs by
+    L' = L π/π' — the same posterior and evidence. On the unit cube, dynesty's rslice
+    posteriors came out 6–9 % narrower than the ensemble's (logmass 95 % coverage 0.915 on
+    200 mocks); in the shear, … (docs/inference).
+
     ``threads``: BLAS threads while fitting (restored afterwards). Default: the user's own
     OMP/OPENBLAS/MKL_NUM_THREADS if any was set before sedhpc was imported, else 1 — the
     kernel's per-galaxy products are small, and a second thread cost 1.7× the CPU-seconds for
@@ -299,7 +349,7 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
                          "emulator that scales fluxes with mass (format 2, mass_ref); this one "
                          "does not: use coords='probit'")
     with blas_threads(fit_threads(threads)):
-        shear = sampler == "ensemble" and coords != "probit" and prob.shear_ok
+        shear = coords != "probit" and prob.shear_ok
         if sampler == "ensemble":
             xp = emulator.xp
 
@@ -337,11 +387,17 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
             s.run(range(G) if keep else galaxies, callback=finish, keep=False)
         elif sampler == "dynesty":
             def finish(r):
-                theta = prob.theta_from_unit(r.samples, np.full(len(r.samples), r.galaxy))
-                done(prob.finish(r.galaxy, theta, r.log_like, {
-                    "sampler": "dynesty", "logz": r.logz, "logzerr": r.logzerr, "ncall": r.ncall,
+                gal = np.full(len(r.samples), r.galaxy)
+                if shear:
+                    theta, ll = prob.theta_from_shear_unit(r.samples, gal)
+                else:
+                    theta, ll = prob.theta_from_unit(r.samples, gal), r.log_like
+                done(prob.finish(r.galaxy, theta, ll, {
+                    "sampler": "dynesty", "coords": "shear" if shear else "unit",
+                    "logz": r.logz, "logzerr": r.logzerr, "ncall": r.ncall,
                     "niter": r.niter, "ess": r.ess}, r.converged))
-            run_nested(prob.loglike_unit, prob.nfree, range(G) if keep else galaxies, seed=seed,
+            run_nested(prob.loglike_shear_unit if shear else prob.loglike_unit, prob.nfree,
+                       range(G) if keep else galaxies, seed=seed,
                        nsamples=nsamples, callback=finish, **stream, **options)
         else:
             raise ValueError(f"unknown sampler {sampler!r}: use 'ensemble' or 'dynesty'")
