@@ -414,9 +414,9 @@ class EnsembleSampler:
 
     def _maybe_finish(self, g, chain, lpchain, n, ncall, accepted, rng, resets=0):
         burn = len(chain) // 2
-        post = chain[burn:].astype(float)[:, None]  # (T, 1, W, d)
+        post = chain[burn:][:, None]  # (T, 1, W, d), float32
         tau = autocorr_time(post)[0] * self.store_every  # in steps
-        rhat = split_rhat(post)[0]
+        rhat = split_rhat(post.astype(float))[0]
         length = (len(chain) - burn) * self.store_every
         ess = float(self.W * length / tau.max())
         converged = bool(length > self.tau_factor * tau.max() and ess >= self.ess_min
