@@ -214,10 +214,8 @@ class Problem:
         shear coordinates (:meth:`_nested_mass`, :meth:`_nested_log_ratio`) and weighs by
         L' = L π/π', so π'L' = πL: the same posterior and the same evidence, sampled along the
         straightened mass ridge. Returns log L' (n,) on the host (−inf outside the prior)."""
-        uh, gh = np.asarray(u, float), np.asarray(galaxy, int)
-        theta, ll = self._shear_eval(self._shear_rest_unit(uh, gh), gh, None,
-                                     self._nested_mass(uh))
-        return _host(ll).astype(float) + self._nested_log_ratio(theta)
+        theta, ll = self.theta_from_shear_unit(u, galaxy)
+        return ll + self._nested_log_ratio(theta)
 
     def theta_from_shear_unit(self, u, galaxy) -> tuple[np.ndarray, np.ndarray]:
         """θ (n, d) and log L (n,) (the likelihood itself, not L') at the nested sampler's
