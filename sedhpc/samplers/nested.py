@@ -10,10 +10,10 @@ at a time; what the dispatcher removes is the per-call cost of a batch-1 kernel 
 
 dynesty samples the unit cube with the identity as its prior transform; the batched function
 maps the cube to parameters (vectorised) and evaluates the likelihood, so per-point Python work
-stays inside dynesty. (That cube need not be the prior's own: :func:`~.fit.fit_batch` gives it
-the mass-shear coordinates by posterior repartitioning, :meth:`~.fit.Problem.loglike_shear_unit`.) Every galaxy's sampler gets its own generator
-(``SeedSequence(seed, spawn_key=(galaxy,))``), so its run does not depend on which galaxies
-run beside it.
+stays inside dynesty. That cube need not be the prior's own: :func:`~.fit.fit_batch` gives it
+the mass-shear coordinates by posterior repartitioning (:meth:`~.fit.Problem.loglike_shear_unit`).
+Every galaxy's sampler gets its own generator (``SeedSequence(seed, spawn_key=(galaxy,))``), so
+its run does not depend on which galaxies run beside it.
 """
 
 from __future__ import annotations

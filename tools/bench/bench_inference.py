@@ -166,8 +166,7 @@ def main():
   (×{disp['calls_s'] / plain['calls_s']:.1f}; same galaxies, same seeds).
 - speed-up over dynesty driving the embedded SPS (same {G} galaxies, nlive {nl}, CPU-s per
   galaxy): dynesty + emulator (both on the prior's unit cube) ×{sps_cpu / dyn5['cpu']:.0f},
-  ensemble + emulator at default
-  settings ×{sps_cpu / ens5['cpu']:.0f}.
+  ensemble + emulator at default settings ×{sps_cpu / ens5['cpu']:.0f}.
 - ESS: ensemble W·T/τ over the post-burn-in chain; dynesty Kish ESS of the importance weights.
   Each galaxy then returns 256 equal-weight samples. Kernel share: CPU time inside the
   emulator's forward pass over the run's CPU time. Goal ≤ 2 CPU-s per converged galaxy for
