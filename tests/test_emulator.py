@@ -219,6 +219,42 @@ def test_grouped_rows_do_not_depend_on_the_rest_of_the_batch():
         emu.predict(theta[:R + 1], group=R)
 
 
+class _RowCountBLAS:
+    """numpy, except that a flat (2-d) product of more than 40 rows comes out one ulp up, as a
+    BLAS that picks its kernel by the number of rows may do."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def matmul(a, b, out=None):
+        r = np.matmul(a, b, out=out)
+        if r.ndim == 2 and r.shape[0] > 40:
+            np.nextafter(r, np.inf, out=r)
+        return r
+
+
+def test_groups_stay_exact_when_the_blas_depends_on_the_row_count():
+    """Grouped hidden layers run as one flat product only where a probe finds every row equal
+    to its group's own product; a BLAS whose rows depend on the row count is caught and each
+    group gets its own product. Results agree with numpy's flat path to float32 precision."""
+    rng = np.random.default_rng(8)
+    R, theta = 16, draws(16 * 12, seed=3)
+    nets = [random_net(rng, 64)]
+    fake = Emulator(emu_file(nets), xp=_RowCountBLAS())
+    real = Emulator(emu_file(nets), xp="numpy")
+    assert not fake.nets[0].hidden_flat_ok(R)
+    ref = fake.predict(theta, group=R)
+    for order in ([5], [11, 0, 7], list(range(12))[::-1]):
+        rows = (np.asarray(order)[:, None] * R + np.arange(R)).ravel()
+        np.testing.assert_array_equal(fake.predict(theta[rows], group=R).mags, ref.mags[rows])
+    np.testing.assert_allclose(ref.mags, real.predict(theta, group=R).mags, atol=3e-5)
+    # the probe is what decides: forced flat, the fake BLAS's row-count effect shows up
+    fake.nets[0]._flat_ok[R] = True
+    forced = fake.predict(theta[:R], group=R).mags
+    assert not np.array_equal(fake.predict(theta, group=R).mags[:R], forced)
+
+
 def test_stitch_per_window_files(tmp_path):
     from sedhpc.cli import main
 

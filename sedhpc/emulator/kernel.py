@@ -8,13 +8,17 @@ buffers, rows in cache-sized blocks. A band subset is chosen at load time by sli
 layer. :class:`Emulator` evaluates any number of redshift windows with the sin²/cos² stitching
 weights of MODEL.md, evaluating only the windows a batch needs.
 
-Reproducibility: a BLAS matrix product's result for one row depends on the other rows of the
-call (OpenBLAS picks kernels and tiles by the number of rows and the row's position), so the
-same θ can differ in the last bits between batches. ``predict(theta, group=R)`` evaluates every
-run of R consecutive rows as its own product (a stacked matmul): each row's result then depends
-only on its group. The ensemble sampler passes its per-galaxy proposals that way, so a galaxy's
-chain is bit-identical whatever galaxies share the batch (one process or many MPI ranks, a
-resumed run).
+Reproducibility: a BLAS matrix product's result for one row can depend on the other rows of
+the call (OpenBLAS 0.3.31 computes a single row as a matrix–vector product, and the skinny
+output layer (few bands) with another kernel above ~100 rows), so the same θ can differ in the
+last bits between batches. ``predict(theta, group=R)`` makes each row's result depend only on
+its run of R consecutive rows: the output layer is a stacked product per group, and the hidden
+layers run as one flat product only if a probe (once per R, :meth:`_MLP.hidden_flat_ok`) finds
+this BLAS giving every row of such products bit for bit as the group's own product, else as a
+stacked product per group too. The flat hidden layers cost 0.55× the stacked ones for the
+ensemble's 18-row groups (docs/BENCHMARKS.md, "Samplers"). The ensemble sampler passes its
+per-galaxy proposals that way, so a galaxy's chain is bit-identical whatever galaxies share the
+batch (one process or many MPI ranks, a resumed run).
 """
 
 from __future__ import annotations
@@ -127,6 +131,7 @@ class _MLP:
         self.b = [xp.asarray(a) for a in b]
         self.nout = len(columns)
         self._buffers: dict[int, tuple] = {}
+        self._flat_ok: dict[int, bool] = {}  # group size R → hidden layers may run flat
 
     def _bufs(self, shape: tuple):
         """Three work arrays of ``shape`` + (width,), kept for the last few shapes used."""
@@ -140,23 +145,60 @@ class _MLP:
 
     def __call__(self, x, out, group: int | None = None):
         """x: (n, d) in this module's dtype → out (n, nout), in blocks of ``block`` rows; with
-        ``group`` = R (n a multiple of R), each run of R rows is its own matrix product."""
+        ``group`` = R (n a multiple of R), each row's result depends only on its run of R rows
+        (module docstring)."""
         if self.log_cols:
             x = x.copy()
             x[:, self.log_cols] = self.xp.log10(self.xp.maximum(x[:, self.log_cols], 1e-6))
         n = x.shape[0]
         step = self.block if not group else max(1, self.block // group) * group
         with np.errstate(over="ignore"):  # exp overflow → inf → GELU(−large) = −0: exact
+            flat = bool(group) and self.hidden_flat_ok(group)
             for s in range(0, n, step):
                 xb, ob = x[s:s + step], out[s:s + step]
+                if group and flat:
+                    self._block(xb, ob, last_group=group)
+                    continue
                 if group:
                     xb = xb.reshape(-1, group, xb.shape[1])
                     ob = ob.reshape(-1, group, ob.shape[1])
                 self._block(xb, ob)
         return out
 
-    def _block(self, x, out):
-        """One block: x (n, d) → out (n, nout), or stacked (g, R, d) → (g, R, nout)."""
+    def hidden_flat_ok(self, group: int) -> bool:
+        """Whether this BLAS computes the hidden layers' products row by row the same in one
+        flat product as in products of ``group`` rows, for any number and order of groups up to
+        a block. Probed once per group size on random inputs of each distinct weight shape
+        (BLAS paths depend on shapes, not values); False (a stacked product per group, always
+        exact) wherever any probed row differs in any bit — OpenBLAS, for one, computes a
+        single row (matrix–vector) and skinny products (the output layer) differently."""
+        ok = self._flat_ok.get(group)
+        if ok is None:
+            ok = self._flat_ok[group] = self._probe_flat(int(group))
+        return ok
+
+    def _probe_flat(self, R: int) -> bool:
+        xp = self.xp
+        K = max(1, self.block // R)
+        sizes = sorted({k for k in (1, 2, 3, 4, 5, 6, 7, 8, 11, 16, 23, 32, 47, 64, 95, 128, 191,
+                                    256, K - 1, K) if 1 <= k <= K})
+        rng = np.random.default_rng(0)
+        shapes = {tuple(w.shape): w for w in self.W[:-1]}
+        for w in shapes.values():
+            x = xp.asarray(rng.standard_normal((K * R, w.shape[0])).astype(self.dtype))
+            ref = xp.matmul(x.reshape(K, R, -1), w).reshape(K * R, -1)
+            for k in sizes:
+                rows = xp.asarray((rng.choice(K, k, replace=False)[:, None] * R
+                                   + np.arange(R)).ravel())
+                if not bool(xp.array_equal(xp.matmul(x[rows], w), ref[rows])):
+                    return False
+        return True
+
+    def _block(self, x, out, last_group: int | None = None):
+        """One block: x (n, d) → out (n, nout), or stacked (g, R, d) → (g, R, nout). With
+        ``last_group`` = R: hidden layers in one flat product, the output layer (skinny: few
+        bands) as a stacked product per run of R rows — each row's result depends only on its
+        group when :meth:`hidden_flat_ok` (R)."""
         xp = self.xp
         h, g, t = self._bufs(x.shape[:-1])
         xp.matmul(x, self.W[0], out=h)
@@ -173,6 +215,9 @@ class _MLP:
             if i < len(self.W) - 1:
                 xp.matmul(h, self.W[i], out=g)
                 h, g = g, h
+            elif last_group:
+                xp.matmul(h.reshape(-1, last_group, h.shape[-1]), self.W[i],
+                          out=out.reshape(-1, last_group, out.shape[-1]))
             else:
                 xp.matmul(h, self.W[i], out=out)
         out += self.b[-1]
@@ -328,8 +373,8 @@ class Emulator:
 
     def predict(self, theta, group: int | None = None) -> Prediction:
         """Outputs for ``theta`` (n, d) in :attr:`param_names` order. ``group`` = R: rows come
-        in runs of R (n a multiple of R) and each run is evaluated as its own product, so its
-        results do not depend on the other rows (module docstring)."""
+        in runs of R (n a multiple of R) and each run's results do not depend on the other rows
+        (module docstring)."""
         xp = self.xp
         theta = xp.asarray(theta)
         if theta.ndim == 1:

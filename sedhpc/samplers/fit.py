@@ -358,9 +358,9 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
             if xp is not np:  # a GPU: fill it, and keep every 5th step of the chains on device
                 options.setdefault("nslots", 2048)
                 options.setdefault("store_every", 5)
-            # on the CPU, each galaxy's proposals as their own product: bit-identical chains
-            # whatever shares the batch (1 or K ranks, resumed runs); on a GPU one flat product
-            # (batched products of 16 rows would leave most of it idle)
+            # on the CPU, each galaxy's proposals as a group (results depending on its rows
+            # alone): bit-identical chains whatever shares the batch (1 or K ranks, resumed
+            # runs); on a GPU one flat product (not yet measured grouped on a GPU)
             options.setdefault("grouped", xp is np)
             s = EnsembleSampler(prob.logpost_shear if shear else prob.logpost_probit, init,
                                 prob.nfree, seed=seed, nsamples=nsamples, xp=xp, keys=keys,

@@ -95,25 +95,35 @@ def main():
     timer = Timed(emu)
     model = get_model("embedded")
     truth, flux, err, z = mocks(model, emu, max(a.ngal, a.ndyn, a.nsps), 7)
-    rows = []
+    rows, by = [], {}
 
-    def fit(label, G, emulator=emu, clock=timer, **kw):
+    def fit(label, G, emulator=emu, clock=timer, key=None, **kw):
         """One row: fit_batch on the first G mocks (seed 1, default settings but ``kw``)."""
         kw.setdefault("sampler", "ensemble")
         rows.append(run(label, clock, lambda: fit_batch(
             model, emulator, flux[:G], err[:G], zred=z[:G], seed=1, **kw), G))
+        by[key or label] = rows[-1]
 
     G = a.ngal
-    fit("ensemble (emulator), default settings", G)
+    fit("ensemble (emulator), default settings", G, key="default")
+    probed = {R: ok for n in emu.nets for R, ok in n._flat_ok.items()}
     flat = None
     if emu.has_sigma_model:  # side by side: the same emulator with one σ per band
         import dataclasses
 
         nets = [dataclasses.replace(n, sigma_coef=None) for n in emu.file.nets]
         flat = Emulator(dataclasses.replace(emu.file, nets=nets), bands=BANDS, xp="numpy")
-        fit("ensemble (emulator, one σ per band), default settings", G, flat, Timed(flat))
+        fit("ensemble (emulator, one σ per band), default settings", G, flat, Timed(flat),
+            key="one_sigma")
+    # side by side: every layer a product per galaxy (the fallback where the probe fails)
+    stacked = Emulator(path, bands=BANDS, xp="numpy")
+    for n in stacked.nets:
+        n.hidden_flat_ok = lambda group: False
+    fit("ensemble (emulator), a product per galaxy in every layer", G, stacked, Timed(stacked),
+        key="stacked")
     # side by side: the proposals in one flat product (not bit-reproducible across batches)
-    fit("ensemble (emulator), one product per call (grouped=False)", G, grouped=False)
+    fit("ensemble (emulator), one product per call (grouped=False)", G, grouped=False,
+        key="ungrouped")
     G = a.ndyn
     fit("dynesty (emulator), nlive 400, batching dispatcher", G, sampler="dynesty")
     fit("dynesty (emulator), nlive 400, plain per-call loop", G, sampler="dynesty",
@@ -150,15 +160,17 @@ def main():
         lines.append(f"| {r['label']} | {r['n']} | {r['cpu']:.2f} | {r['cpu_conv']:.2f} | "
                      f"{r['conv']:.0%} | {r['ncall']:.0f} | {r['calls_s']:.0f} | "
                      f"{r['ess']:.0f} | {r['kernel']:.0%} |")
-    k = 3 if flat is not None else 2
-    ungrouped = rows[k - 1]
+    k = 4 if flat is not None else 3
+    dflt, ungrouped, stk = by["default"], by["ungrouped"], by["stacked"]
     disp, plain = rows[k], rows[k + 1]
     ens5, dyn5 = rows[k + 2], rows[k + 3]
     sigma_note = "" if flat is None else f"""
-- σ(θ): the emulator's parameter-dependent σ costs {rows[0]['cpu'] / rows[1]['cpu']:.2f}× the
-  CPU-s per galaxy of the same emulator with one σ per band (same galaxies and seeds;
-  {rows[0]['calls_s']:.0f} against {rows[1]['calls_s']:.0f} likelihood calls/s; the samplers'
-  paths differ, so calls per galaxy may too)."""
+- σ(θ): the emulator's parameter-dependent σ costs {dflt['cpu'] / by['one_sigma']['cpu']:.2f}×
+  the CPU-s per galaxy of the same emulator with one σ per band (same galaxies and seeds;
+  {dflt['calls_s']:.0f} against {by['one_sigma']['calls_s']:.0f} likelihood calls/s; the
+  samplers' paths differ, so calls per galaxy may too)."""
+    probe = ", ".join(f"{R} rows: {'row-exact' if ok else 'not row-exact'}"
+                      for R, ok in sorted(probed.items()))
     body = "\n".join(lines) + f"""
 
 - dispatcher: dynesty reaches **{disp['calls_s']:.0f} likelihood calls/s** with the batching
@@ -171,11 +183,15 @@ def main():
   Each galaxy then returns 256 equal-weight samples. Kernel share: CPU time inside the
   emulator's forward pass over the run's CPU time. Goal ≤ 2 CPU-s per converged galaxy for
   the ensemble.{sigma_note}
-- reproducibility: each galaxy's proposals are evaluated as their own matrix product
-  (``grouped``, the default), so chains are bit-identical whatever galaxies share the batch
-  (1 or many ranks, resumed runs); one flat product per call instead costs
-  {ungrouped['cpu'] / rows[0]['cpu']:.2f}× the CPU-s per galaxy ({ungrouped['calls_s']:.0f}
-  against {rows[0]['calls_s']:.0f} likelihood calls/s; same galaxies and seeds).
+- reproducibility: each galaxy's proposals reach the emulator as one group (``grouped``, the
+  default), whose rows' results depend on that group alone, so chains are bit-identical
+  whatever galaxies share the batch (1 or many ranks, resumed runs): the output layer is a
+  product per galaxy, the hidden layers one flat product where a probe finds this BLAS
+  row-exact for that group size (here: {probe}). Same galaxies and seeds: a product per galaxy
+  in every layer (the fallback; sedhpc's only path before 2026-12-05) costs
+  {stk['cpu'] / dflt['cpu']:.2f}× the default's CPU-s per galaxy ({stk['calls_s']:.0f} against
+  {dflt['calls_s']:.0f} likelihood calls/s); one flat product per call, not reproducible,
+  {ungrouped['cpu'] / dflt['cpu']:.2f}× ({ungrouped['calls_s']:.0f} calls/s).
 """
     write_section("inference", "Samplers: cost per galaxy", body,
                   "python tools/bench/bench_inference.py " + " ".join(sys.argv[1:]),
