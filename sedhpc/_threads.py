@@ -55,8 +55,9 @@ def limit_threads() -> int | None:
 def fit_threads(threads: int | None = None) -> int | None:
     """BLAS threads for fitting: ``threads`` when given; else None (leave them) when the user
     set a thread variable before sedhpc was imported; else 1. The emulator kernel's
-    per-galaxy products are small: a second thread cost 1.7× the CPU-seconds for 6 % less wall
-    time on a quiet 2-core machine, and far more when processes share the cores."""
+    products are small (a few hundred rows per call): a second thread cost 1.54× the
+    CPU-seconds for 12 % less wall time on a quiet 2-core machine, and far more when processes
+    share the cores."""
     if threads is not None:
         if int(threads) < 1:
             raise ValueError(f"threads must be ≥ 1; got {threads}")

@@ -70,8 +70,9 @@ def main(argv=None):
             "CPU = the child's user + system seconds, start-up included.\n\n"
             "| BLAS threads | wall s | CPU s | CPU vs 1 thread | wall vs 1 thread |\n"
             "|---|---|---|---|---|\n" + rows + "\n\n"
-            "The kernel's per-galaxy products (W = 32 rows each) are too small to share: a second "
-            "thread spends its time waiting. Hence the default of one BLAS thread per fitting "
+            "The kernel's products (a few hundred rows per call: the hidden layers over all galaxies "
+            "of a redshift window, the output layer per galaxy) are too small to share well: a "
+            "second thread costs more CPU time than it saves wall time. Hence the default of one BLAS thread per fitting "
             "process (`--threads`, or your own OMP/OPENBLAS_NUM_THREADS, override it), and MPI "
             "ranks, one per core, to use a node's cores.")
     cmd = "python tools/bench/bench_threads.py" + (" " + " ".join(argv) if argv else "")
