@@ -5,10 +5,7 @@ and split R-hat (Gelman et al. 2013) across walkers, both vectorised over galaxi
 from __future__ import annotations
 
 import numpy as np
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << (int(n) - 1).bit_length()
+from scipy import fft as _fft
 
 
 def autocorr_time(chain: np.ndarray, c: float = 5.0) -> np.ndarray:
@@ -17,13 +14,16 @@ def autocorr_time(chain: np.ndarray, c: float = 5.0) -> np.ndarray:
     ``chain``: (T, G, W, d) samples (steps, galaxies, walkers, parameters) → τ (G, d). The
     autocorrelation function is averaged over walkers (emcee's estimator); the sum is cut at
     the smallest M ≥ c τ(M). The FFTs run in single precision (the chains are stored in
-    float32; 0.56–0.74× the time of double-precision transforms, τ equal to 1e-7:
-    tools/bench/bench_checks.py), the sums in double."""
+    float32), the sums in double; scipy's transforms along contiguous time series, zero-padded
+    to the next fast length ≥ 2T rather than the next power of two (tools/bench/bench_checks.py:
+    τ equal to 1e-7 either way)."""
     T = chain.shape[0]
     x = (chain - chain.mean(axis=0, keepdims=True, dtype=np.float64)).astype(np.float32)
-    n = _next_pow2(2 * T)
-    f = np.fft.rfft(x, n=n, axis=0)
-    acf = np.fft.irfft(f * np.conj(f), n=n, axis=0)[:T]
+    x = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # (G, W, d, T)
+    n = _fft.next_fast_len(2 * T, real=True)
+    f = _fft.rfft(x, n=n, axis=-1)
+    f *= np.conj(f)
+    acf = np.moveaxis(_fft.irfft(f, n=n, axis=-1)[..., :T], -1, 0)  # (T, G, W, d)
     acf = acf.mean(axis=2, dtype=np.float64)  # over walkers → (T, G, d)
     acf /= np.where(acf[0] > 0, acf[0], 1.0)
     taus = 2.0 * np.cumsum(acf, axis=0) - 1.0  # (T, G, d)
