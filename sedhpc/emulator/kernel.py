@@ -16,7 +16,7 @@ its run of R consecutive rows: the output layer is a stacked product per group, 
 layers run as one flat product only if a probe (once per R, :meth:`_MLP.hidden_flat_ok`) finds
 this BLAS giving every row of such products bit for bit as the group's own product, else as a
 stacked product per group too. For 16 or more galaxies of 16–18 rows the kernel then takes
-≈ 0.5× the time of per-group products in every layer, and ensemble fits 0.78× the CPU
+≈ 0.5× the time of per-group products in every layer, and ensemble fits 0.78–0.83× the CPU
 (docs/BENCHMARKS.md, "Samplers"). The ensemble sampler passes its
 per-galaxy proposals that way, so a galaxy's chain is bit-identical whatever galaxies share the
 batch (one process or many MPI ranks, a resumed run).

@@ -16,7 +16,7 @@ def autocorr_time(chain: np.ndarray, c: float = 5.0) -> np.ndarray:
     the smallest M ≥ c τ(M). The FFTs run in single precision (the chains are stored in
     float32), the sums in double; scipy's transforms along contiguous time series, zero-padded
     to the next fast length ≥ 2T rather than the next power of two (tools/bench/bench_checks.py:
-    τ equal to 1e-7 either way)."""
+    τ equal to 2e-7)."""
     T = chain.shape[0]
     x = (chain - chain.mean(axis=0, keepdims=True, dtype=np.float64)).astype(np.float32)
     x = np.ascontiguousarray(np.moveaxis(x, 0, -1))  # (G, W, d, T)
