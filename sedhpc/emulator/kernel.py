@@ -157,13 +157,13 @@ class _MLP:
             flat = bool(group) and self.hidden_flat_ok(group)
             for s in range(0, n, step):
                 xb, ob = x[s:s + step], out[s:s + step]
-                if group and flat:
+                if flat:
                     self._block(xb, ob, last_group=group)
-                    continue
-                if group:
-                    xb = xb.reshape(-1, group, xb.shape[1])
-                    ob = ob.reshape(-1, group, ob.shape[1])
-                self._block(xb, ob)
+                elif group:
+                    self._block(xb.reshape(-1, group, xb.shape[1]),
+                                ob.reshape(-1, group, ob.shape[1]))
+                else:
+                    self._block(xb, ob)
         return out
 
     def hidden_flat_ok(self, group: int) -> bool:

@@ -301,8 +301,7 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
     OMP/OPENBLAS/MKL_NUM_THREADS if any was set before sedhpc was imported, else 1 — the
     kernel's products are small (a few hundred rows per call), and a second thread cost 1.54×
     the CPU-seconds for 12 % less wall time on a quiet 2-core machine (and ~10× the time when
-    the cores are shared):
-    parallelism belongs to MPI ranks, one per core.
+    the cores are shared): parallelism belongs to MPI ranks, one per core.
 
     For the catalog engine: ``galaxies`` (an iterable of row indices, read lazily as sampler
     slots free up; rows must have valid redshifts — the caller screens them) fits only those

@@ -125,15 +125,15 @@ def main():
     fit("ensemble (emulator), one product per call (grouped=False)", G, grouped=False,
         key="ungrouped")
     G = a.ndyn
-    fit("dynesty (emulator), nlive 400, batching dispatcher", G, sampler="dynesty")
+    fit("dynesty (emulator), nlive 400, batching dispatcher", G, sampler="dynesty", key="disp")
     fit("dynesty (emulator), nlive 400, plain per-call loop", G, sampler="dynesty",
-        batched=False)
+        batched=False, key="plain")
     # the same 5 galaxies: dynesty with the embedded SPS itself vs the emulator, same settings
     G, nl = a.nsps, a.nlive_sps
-    fit(f"ensemble (emulator), default settings, first {G}", G)
+    fit(f"ensemble (emulator), default settings, first {G}", G, key="ens5")
     # on the prior's unit cube, as the SPS run below: the row isolates the emulator's gain
     fit(f"dynesty (emulator, prior's unit cube), nlive {nl}, first {G}", G, sampler="dynesty",
-        nlive=nl, coords="probit")
+        nlive=nl, coords="probit", key="dyn5")
     from sedhpc.sps import get_backend
     sps = get_backend("embedded", BANDS)
     obs = Observations.build(flux[:G], err[:G])
@@ -160,10 +160,8 @@ def main():
         lines.append(f"| {r['label']} | {r['n']} | {r['cpu']:.2f} | {r['cpu_conv']:.2f} | "
                      f"{r['conv']:.0%} | {r['ncall']:.0f} | {r['calls_s']:.0f} | "
                      f"{r['ess']:.0f} | {r['kernel']:.0%} |")
-    k = 4 if flat is not None else 3
     dflt, ungrouped, stk = by["default"], by["ungrouped"], by["stacked"]
-    disp, plain = rows[k], rows[k + 1]
-    ens5, dyn5 = rows[k + 2], rows[k + 3]
+    disp, plain, ens5, dyn5 = by["disp"], by["plain"], by["ens5"], by["dyn5"]
     sigma_note = "" if flat is None else f"""
 - σ(θ): the emulator's parameter-dependent σ costs {dflt['cpu'] / by['one_sigma']['cpu']:.2f}×
   the CPU-s per galaxy of the same emulator with one σ per band (same galaxies and seeds;
