@@ -2,19 +2,19 @@
 
 G slots × W walkers advance together: each half-step proposes new positions for half of every
 active slot's walkers and evaluates all of them in **one** call of ``log_prob``. Moves: stretch
-(Goodman & Weare 2010), differential evolution (ter Braak 2006; also jumps between modes) and,
-optionally (``ind_fraction`` > 0), independence proposals from a multivariate Student t fitted
-to the galaxy's own burn-in chain. Stretch and DE moves alone mix slowly in ~15 dimensions:
-integrated autocorrelation time τ ≈ 70 steps on a correlated 15-d Gaussian, ≈ 100 on faint
-galaxies' posteriors and ≥ 250 (growing with the chain) on well-measured ones, whose posteriors
-are curved ridges in the SFH ratios. Measured (docs/BENCHMARKS.md, "Ensemble moves"): with
-``ind_fraction=0.8`` τ falls to ≈ 6 steps on the Gaussian and faint galaxies converge in ≈ 1300
-instead of ≈ 3700 steps, but well-measured galaxies are not helped (independence acceptance
-≈ 3 %), nor are narrow two-mode photo-z posteriors, so it is off by default. Adaptation is done in
-rounds: after ``adapt_steps`` steps the proposal is (re)fitted to the second half of the chain so
-far and the burn-in starts again, so every chain used for the output has one fixed transition
-kernel — exact MCMC whatever the fit's quality (a poor fit only lowers the acceptance of those
-moves).
+(Goodman & Weare 2010), differential evolution (ter Braak 2006; also jumps between modes) and
+(by default, ``ind_fraction`` = 0.8; 0 turns them off) independence proposals from a
+multivariate Student t fitted to the galaxy's own chain. Stretch and DE moves alone mix slowly
+in ~15 dimensions: integrated autocorrelation time τ ≈ 70 steps on a correlated 15-d Gaussian,
+≈ 80–100 on faint galaxies' posteriors and ≈ 150–250 on well-measured ones, whose posteriors
+are curved ridges in the SFH ratios, dust and metallicity. An independence move, when
+accepted, gives the walker a fresh draw: τ falls to ≈ 6 steps on the Gaussian, and galaxies
+converge in a third of the steps (docs/BENCHMARKS.md, "Ensemble moves"). Adaptation is done in
+rounds: after ``adapt_steps`` (400) steps the proposal is (re)fitted to the second half of the
+chain so far and the burn-in starts again, so every chain used for the output has one fixed
+transition kernel — exact MCMC whatever the fit's quality (a poor fit only lowers the
+acceptance of those moves). The first fit must see enough of the posterior: after 100 steps
+(τ ≈ 150 there) a well-measured galaxy's t is too narrow and few converge; after 400 most do.
 
 A galaxy leaves its slot when it has converged or hit ``max_steps`` (then it is flagged not
 converged), and the next pending galaxy takes the slot, so the batch stays full.
@@ -126,8 +126,8 @@ class EnsembleSampler:
                  max_steps: int = 5000, tau_factor: float = 10.0, rhat_max: float = 1.1,
                  nsamples: int = 256, ess_min: float | None = None, store_every: int = 1,
                  stuck_gap: float | None = None, de_gamma: float | None = None,
-                 de_jump: float = 0.1, check_growth: float = 0.1, ind_fraction: float = 0.0,
-                 adapt_steps: int = 100, adapt_rounds: int = 3, ind_nu: int = 15,
+                 de_jump: float = 0.1, check_growth: float = 0.1, ind_fraction: float = 0.8,
+                 adapt_steps: int = 400, adapt_rounds: int = 3, ind_nu: int = 15,
                  ind_target: float = 0.1, grouped: bool = False,
                  xp=None, keys=None, tick=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)

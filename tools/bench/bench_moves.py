@@ -1,8 +1,9 @@
 """Ensemble-sampler moves and coordinates side by side (issue [bench], the "≤ 2 CPU-s per
-converged galaxy" goal): the default stretch/DE mix against the opt-in independence moves
-(``ind_fraction``) on a correlated 15-d Gaussian (the ideal case), and on emulator mocks split
-into faint (median S/N < 3, prior-dominated) and well-measured galaxies also the probit
-coordinates against the mass shear (``fit_batch(coords=...)``).
+converged galaxy" goal): stretch/DE moves alone against the default mix with independence
+moves (``ind_fraction``) on a correlated 15-d Gaussian (the ideal case), and on emulator mocks
+split into faint (median S/N < 3, prior-dominated) and well-measured galaxies also the probit
+coordinates against the mass shear (``fit_batch(coords=...)``) and the independence proposal
+first fitted after 100 steps (the opt-in setting before 2026-12-05) against 400 (the default).
 
     python tools/bench/bench_moves.py [--ngal 64] [--threads 1]
 
@@ -30,12 +31,14 @@ from sedhpc.emulator import Emulator, default_path  # noqa: E402
 from sedhpc.model import get_model  # noqa: E402
 from sedhpc.samplers import EnsembleSampler, fit_batch  # noqa: E402
 
-VARIANTS = (("stretch + DE (default)", {}), ("+ independence moves, ind_fraction 0.8",
-                                             {"ind_fraction": 0.8}))
-# on the mocks, also the sampler's coordinates (fit_batch ``coords``)
-MOCK_VARIANTS = (("probit coordinates, stretch + DE", {"coords": "probit"}),
-                 ("mass shear, stretch + DE (default)", {}),
-                 ("mass shear + independence moves, ind_fraction 0.8", {"ind_fraction": 0.8}))
+VARIANTS = (("stretch + DE", {"ind_fraction": 0.0}),
+            ("+ independence moves (default)", {}))
+# on the mocks, also the sampler's coordinates (fit_batch ``coords``) and the adaptation
+MOCK_VARIANTS = (("probit coordinates, stretch + DE", {"coords": "probit", "ind_fraction": 0.0}),
+                 ("mass shear, stretch + DE", {"ind_fraction": 0.0}),
+                 ("mass shear + independence moves, first fit after 100 steps",
+                  {"adapt_steps": 100}),
+                 ("mass shear + independence moves (default: first fit after 400 steps)", {}))
 
 
 def summary(res, cpu, pick):
@@ -108,11 +111,14 @@ def main():
   extra network pass), logzsol on its bounds with the mass–metallicity density added; a shear
   with unit Jacobian, so the posterior is unchanged (tests/test_inference.py), but the ridge
   along which mass trades against the SFH, dust and metallicity is straightened.
-- Independence moves: a multivariate t (ν = 15) fitted to the galaxy's burn-in chain, refitted
-  3 times (burn-in restarts after each fit), tried in 80 % of half-steps (scaled down where
-  they are rarely accepted). They cut τ several-fold where the posterior is close to Gaussian in
-  the sampler's coordinates (faint, prior-dominated galaxies). Opt-in
-  (`--option ind_fraction=0.8`).
+- Independence moves (the default since 2026-12-05; `--option ind_fraction=0` turns them
+  off): a multivariate t (ν = 15) fitted to the second half of the galaxy's chain after
+  `adapt_steps` (400) steps, refitted twice at the same interval (burn-in restarts after each
+  fit, so the output chain has one fixed kernel), tried in 80 % of half-steps (scaled down
+  where they are rarely accepted). They cut τ several-fold where the posterior is close to
+  Gaussian in the sampler's coordinates. Fitted after 100 steps, as first implemented, the t
+  sees too little of a well-measured galaxy's ridge (τ ≈ 150 steps there) and is too narrow;
+  after 400 it covers it.
 - Well-measured galaxies' posteriors are curved ridges. In probit coordinates (measured
   2026-11-24) the τ estimate of three inference-validation mocks grew with the chain (≈ 250
   steps at 5000, ≈ 800 at 20000) and did not fall with 64 or 128 walkers, and a prototype HMC on
