@@ -114,10 +114,11 @@ def run_fits(tag, out, model, emu, flux, err, z, sampler, opts, procs=1):
             save(part)
 
     todo = [g for g in range(len(flux)) if g not in done]
-    if todo and procs > 1:  # forked workers fit chunks of 25; their CPU time is added
+    if todo and procs > 1:  # forked workers fit chunks of ≤ 25; their CPU time is added
         global _JOB
         _JOB = (model, emu, flux, err, z, sampler, opts)
-        chunks = [todo[i:i + 25] for i in range(0, len(todo), 25)]
+        size = min(25, -(-len(todo) // procs))  # a few slow fits (photo-z): one chunk per worker
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         with mp.get_context("fork").Pool(procs) as pool:
             for rs, cpu in pool.imap_unordered(_fit_chunk, chunks):
                 cpu0 += cpu
