@@ -84,6 +84,19 @@ def _fit_chunk(chunk):
     return rs, time.process_time() - t0
 
 
+def _defaults(sampler: str) -> dict:
+    """The ensemble sampler's numeric defaults, part of a cache key: fits made under other
+    defaults (e.g. before independence moves were the default) are not reused."""
+    if sampler != "ensemble":
+        return {}
+    import inspect
+
+    from sedhpc.samplers import EnsembleSampler
+    return {"defaults": {k: p.default for k, p in
+                         inspect.signature(EnsembleSampler).parameters.items()
+                         if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)}}
+
+
 def run_fits(tag, out, model, emu, flux, err, z, sampler, opts, procs=1):
     """Fits of every mock, cached in OUT/cache_<tag>.npz; while running, finished galaxies are
     saved every 10 to OUT/partial_<tag>.npz, so an interrupted stage resumes where it stopped
@@ -91,7 +104,7 @@ def run_fits(tag, out, model, emu, flux, err, z, sampler, opts, procs=1):
     processes give the same fits; the CPU time is the parent's plus the workers')."""
     cache, part = out / f"cache_{tag}.npz", out / f"partial_{tag}.npz"
     key = json.dumps({"sampler": sampler, "opts": opts, "n": len(flux),
-                      "flux": float(np.nansum(flux))}, sort_keys=True)
+                      "flux": float(np.nansum(flux)), **_defaults(sampler)}, sort_keys=True)
     if cache.exists():
         c = np.load(cache, allow_pickle=True)
         if same_key(str(c["key"]), key):
