@@ -1,10 +1,13 @@
 """Paired posterior widths of two sampler runs on the same mocks: galaxy by galaxy, the log
 ratio of the 16–84 % widths of B to A for logmass, logzsol, dust2 and log SFR100, averaged
 (± its standard error). Reads the fit caches that tools/validate_inference.py writes
-(OUT/cache_sbc_<sampler>.npz) for two runs with the same --n (docs/inference).
+(OUT/cache_sbc_<sampler>.npz; not committed: rerun the two commands first) for two runs
+with the same --n (docs/inference):
 
-    python tools/paired_widths.py docs/inference/sbc600/cache_sbc_ensemble.npz \\
-        docs/inference/sbc600_ind/cache_sbc_ensemble.npz
+    python tools/validate_inference.py --n 600 --samplers ensemble --no-photoz --out A
+    python tools/validate_inference.py --n 600 --samplers ensemble --no-photoz \\
+        --ens-option ind_fraction=0 --out B
+    python tools/paired_widths.py A/cache_sbc_ensemble.npz B/cache_sbc_ensemble.npz
 """
 
 from __future__ import annotations

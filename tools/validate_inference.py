@@ -92,9 +92,8 @@ def _defaults(sampler: str) -> dict:
     import inspect
 
     from sedhpc.samplers import EnsembleSampler
-    return {"defaults": {k: p.default for k, p in
-                         inspect.signature(EnsembleSampler).parameters.items()
-                         if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)}}
+    params = inspect.signature(EnsembleSampler).parameters.items()
+    return {"defaults": {k: p.default for k, p in params if type(p.default) in (int, float)}}
 
 
 def run_fits(tag, out, model, emu, flux, err, z, sampler, opts, procs=1):

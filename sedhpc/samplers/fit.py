@@ -284,9 +284,9 @@ def fit_batch(model: Model, emulator, flux, err, zred=None, mask=None, floor: fl
     which mass trades against the SFH, dust and metallicity is straightened: on 64 benchmark
     mocks, with stretch and DE moves alone, 48 % instead of 25 % converge within the step cap,
     at 0.48× the CPU-s per converged galaxy (docs/BENCHMARKS.md, "Ensemble moves"; its
-    simulation-based calibration: docs/inference). It needs an emulator whose fluxes scale exactly with mass (format 2,
-    :attr:`~sedhpc.emulator.Emulator.mass_ref`), whose reference-mass fluxes it scales in
-    float64; "auto" (default) takes "shear" when it applies, else "probit".
+    simulation-based calibration: docs/inference). It needs an emulator whose fluxes scale
+    exactly with mass (format 2, :attr:`~sedhpc.emulator.Emulator.mass_ref`), whose
+    reference-mass fluxes it scales in float64; "auto" (default) takes "shear" when it applies, else "probit".
 
     dynesty takes the same ``coords`` ("probit" there means the prior's own unit cube). Its
     "shear" is *posterior repartitioning* (:meth:`Problem.loglike_shear_unit`): it samples a
