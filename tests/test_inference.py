@@ -556,3 +556,28 @@ def test_validate_inference_worker_processes_give_the_same_fits(tmp_path):
     old = '{"flux": 1.0, "n": 16, "opts": {"nlive": 1000}, "sampler": "dynesty"}'
     assert vi.same_key(old, old.replace('"nlive"', '"coords": "probit", "nlive"'))
     assert not vi.same_key(old, old.replace('"nlive"', '"coords": "auto", "nlive"'))
+
+
+def test_validate_inference_expected_coverage_of_n_draws():
+    """The SBC reference of tools/validate_inference.py: the 16–84 % and 2.5–97.5 % percentile
+    intervals of n independent draws from the true posterior contain the truth in
+    (p_hi − p_lo)(n − 1)/(n + 1) of cases (10,000 simulated galaxies per n, tolerance 3σ)."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import validate_inference as vi
+
+    rng = np.random.default_rng(7)
+    m = 10_000
+    for n in (64, 256):
+        draws = rng.standard_normal((m, n))
+        truth = rng.standard_normal(m)
+        e = vi.expected_coverage([SimpleNamespace(samples=d[:, None]) for d in draws[:3]])
+        assert e["n_samples"] == n
+        lo68, hi68, lo95, hi95 = np.percentile(draws, [16, 84, 2.5, 97.5], axis=1)
+        for got, want in (((lo68 <= truth) & (truth <= hi68), e["in68"]),
+                          ((lo95 <= truth) & (truth <= hi95), e["in95"])):
+            assert abs(got.mean() - want) < 3 * np.sqrt(want * (1 - want) / m)
+    assert e["in95"] == pytest.approx(0.9426, abs=1e-4)
