@@ -264,3 +264,15 @@ def test_acceptance_offsets_in_3_bands_of_2_tracts_recovered_within_001_mag(tmp_
     assert s["config"]["method"] == "mode" and s["config"]["bias_sims"] == 4
     assert s["max_abs_diff"] < 0.01 and 0.5 < s["rms_pull"] < 1.5
     assert s["max_abs_diff"] < 0.5 * s["mode_max_abs_diff"]
+
+
+def test_large_offsets_are_flagged_as_a_likely_model_mismatch():
+    """Offsets above 0.2 mag get a warning naming the largest (band and tract); survey-sized
+    ones do not."""
+    res = {"offset": np.array([[0.0, 0.03, -0.04], [0.0, 0.05, -0.35]]),
+           "bands": ["g", "r", "u"], "tracts": ["t1", "t2"]}
+    warn = zeropoints.large_offset_warning(res)
+    assert warn and "-0.35 mag (u, tract t2)" in warn and "held-out" in warn
+    res["offset"][1, 2] = -0.19
+    assert zeropoints.large_offset_warning(res) is None
+    assert zeropoints.large_offset_warning(res, limit=0.1) is not None

@@ -65,6 +65,7 @@ def _cmd_reweight(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
+    import sys
     import tomllib
 
     import numpy as np
@@ -107,4 +108,7 @@ def _cmd_calibrate(args) -> int:
           f"from {use.size} galaxies after {res['iterations']} steps"
           f"{'' if res['converged'] else ' (NOT converged: raise --iterations)'}; largest "
           f"|offset| {np.max(np.abs(res['offset'])):.3f} mag (reference {res['reference']})")
+    warn = zeropoints.large_offset_warning(res)
+    if warn:
+        print(warn, file=sys.stderr)
     return 0
