@@ -207,3 +207,41 @@ def test_independence_moves_are_exact_and_mix_faster():
     assert abs(frac - 0.7) < 0.03, frac
     with pytest.raises(ValueError, match="ind_fraction"):
         EnsembleSampler(two, None, 4, ind_fraction=1.5)
+
+
+def test_laplace_start_is_exact_and_cheaper_on_a_gaussian():
+    """``laplace_steps``: the first independence proposal from a Laplace fit at the best
+    walker. On a correlated 8-d Gaussian (where the Laplace fit is the target itself) the
+    moments stay exact (12 × 256 samples pooled), galaxies converge in fewer likelihood calls than with the chain fit
+    after ``adapt_steps``, and chains do not depend on the batch's composition."""
+    d = 8
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((d, d))
+    cov = a @ a.T / d + np.diag(rng.uniform(0.01, 1.0, d))
+    prec = np.linalg.inv(cov)
+    shift = rng.normal(0, 2, (12, d))
+
+    def logp(x, g, group=None):
+        r = x - shift[g]
+        return -0.5 * np.einsum("ni,ij,nj->n", r, prec, r)
+
+    def init(rng, g, n):
+        return 3.0 * rng.standard_normal((n, d))
+
+    kw = dict(seed=3, max_steps=3000)
+    base = EnsembleSampler(logp, init, d, nslots=6, **kw).run(range(12))
+    lap = EnsembleSampler(logp, init, d, nslots=6, laplace_steps=50, **kw).run(range(12))
+    assert all(r.converged for r in lap.values())
+    assert np.median([r.ncall for r in lap.values()]) < 0.7 * np.median(
+        [r.ncall for r in base.values()])
+    pooled = np.concatenate([r.samples - shift[g] for g, r in lap.items()])
+    np.testing.assert_allclose(pooled.mean(axis=0) / np.sqrt(np.diag(cov)), 0.0, atol=0.1)
+    np.testing.assert_allclose(np.var(pooled, axis=0) / np.diag(cov), 1.0, atol=0.12)
+    one = EnsembleSampler(logp, init, d, nslots=1, laplace_steps=50, grouped=True,
+                          **kw).run([4, 1])
+    many = EnsembleSampler(logp, init, d, nslots=6, laplace_steps=50, grouped=True,
+                           **kw).run(range(6))
+    for g in (4, 1):
+        np.testing.assert_array_equal(one[g].samples, many[g].samples)
+    with pytest.raises(ValueError, match="laplace"):
+        EnsembleSampler(logp, init, d, laplace_steps=-1)

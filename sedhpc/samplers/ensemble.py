@@ -114,6 +114,12 @@ class EnsembleSampler:
     or curved posteriors, where such proposals rarely land, keep mostly stretch/DE moves.
     ``ind_fraction=0`` gives the plain stretch/DE sampler.
 
+    ``laplace_steps`` (default 0: off): after that many steps, fit the first proposal by a
+    Laplace approximation at the best walker (:meth:`_fit_laplace`: 1 + 2d² evaluations, one
+    call) instead of to the chain, so independence moves start early; the chain fits follow
+    every ``adapt_steps`` as before. Each fit still restarts the burn-in, so the output chain
+    has a fixed kernel whatever the approximation's quality.
+
     ``grouped``: call ``log_prob(x, galaxy, group=R)``, the rows of each galaxy being R
     consecutive rows, for a ``log_prob`` whose values depend in the last bits on the other
     rows of a call (an emulator's BLAS products: :meth:`sedhpc.emulator.Emulator.predict`). A
@@ -128,7 +134,8 @@ class EnsembleSampler:
                  stuck_gap: float | None = None, de_gamma: float | None = None,
                  de_jump: float = 0.1, check_growth: float = 0.1, ind_fraction: float = 0.8,
                  adapt_steps: int = 400, adapt_rounds: int = 3, ind_nu: int = 15,
-                 ind_target: float = 0.1, grouped: bool = False,
+                 ind_target: float = 0.1, grouped: bool = False, laplace_steps: int = 0,
+                 laplace_step: float = 0.05, laplace_inflate: float = 1.2,
                  xp=None, keys=None, tick=None):
         self.log_prob, self.init, self.d = log_prob, init, int(ndim)
         self.grouped = bool(grouped)
@@ -149,6 +156,10 @@ class EnsembleSampler:
         self.ind_target = float(ind_target)
         if self.ind_fraction == 0:
             self.adapt_rounds = 0
+        if int(laplace_steps) < 0 or not (laplace_step > 0 and laplace_inflate > 0):
+            raise ValueError("need laplace_steps ≥ 0, laplace_step > 0, laplace_inflate > 0")
+        self.laplace_steps = int(laplace_steps) if self.adapt_rounds else 0
+        self.laplace_step, self.laplace_inflate = float(laplace_step), float(laplace_inflate)
         self.init_draws = max(int(init_draws), self.W)
         self.check_every, self.min_steps, self.max_steps = check_every, min_steps, max_steps
         self.check_growth = float(check_growth)
@@ -192,6 +203,7 @@ class EnsembleSampler:
         rounds = np.zeros(S, int)  # proposal fits done for the slot's galaxy
         frac = np.full(S, self.ind_fraction)  # the slot's probability of an independence move
         iprop, iacc = np.zeros(S), np.zeros(S)  # independence moves tried / accepted
+        lap = np.zeros(S, bool)  # the slot's galaxy has had its Laplace fit (laplace_steps)
         pmu = xp.zeros((S, d))
         pL = xp.broadcast_to(xp.eye(d), (S, d, d)).copy()
         pLi = pL.copy()
@@ -228,7 +240,7 @@ class EnsembleSampler:
             if free.size and pending:
                 self._fill(free, pending, gal, x, lp, steps, accepted, calls, rngs, report)
                 start[free], resets[free], next_check[free], rounds[free] = 0, 0, 0, 0
-                frac[free], iprop[free], iacc[free] = self.ind_fraction, 0, 0
+                frac[free], iprop[free], iacc[free], lap[free] = self.ind_fraction, 0, 0, False
             act = np.flatnonzero(gal >= 0)
             if not act.size:
                 continue
@@ -279,6 +291,14 @@ class EnsembleSampler:
                     start[s], resets[s] = n, resets[s] + 1  # burn-in begins again
                     rounds[s] = 0 if rounds[s] >= self.adapt_rounds else rounds[s]
                     continue
+                if (self.laplace_steps and not lap[s] and n < self.max_steps
+                        and rounds[s] == 0 and n - start[s] >= self.laplace_steps):
+                    lap[s] = True
+                    if self._fit_laplace(s, gal[s], x, lp, calls, pmu, pL, pLi):
+                        rounds[s] += 1
+                        iprop[s] = iacc[s] = 0
+                        start[s], next_check[s] = n, 0  # burn-in begins again
+                        continue
                 if (n < self.max_steps and rounds[s] < self.adapt_rounds
                         and n - start[s] >= self.adapt_steps):
                     a, m = (start[s] + n) // 2 // self.store_every, n // self.store_every
@@ -387,6 +407,51 @@ class EnsembleSampler:
         except np.linalg.LinAlgError:
             return False
         if not np.all(np.isfinite(L)):
+            return False
+        pmu[s], pL[s], pLi[s] = xp.asarray(mu), xp.asarray(L), xp.asarray(np.linalg.inv(L))
+        return True
+
+    def _fit_laplace(self, s, g, x, lp, calls, pmu, pL, pLi) -> bool:
+        """Fit slot ``s``'s first independence proposal by a Laplace approximation instead of
+        to its chain: at the best walker x₀, the gradient and Hessian of log_prob by central
+        and second differences (step ``laplace_step``; 1 + 2d² points in one call, as one
+        group), one Newton step toward the mode along the directions of negative curvature,
+        and a t centred there with scale ``laplace_inflate``² × (−H)⁻¹. Directions without
+        negative curvature take the walkers' own spread. Deterministic. False (nothing
+        changed) if any point is not finite."""
+        xp, d, h = self.xp, self.d, self.laplace_step
+        walkers = _host(x[s]).astype(float)
+        x0 = walkers[int(np.argmax(_host(lp[s])))]
+        e = np.eye(d) * h
+        iu, ju = np.triu_indices(d, 1)
+        pts = np.concatenate([x0[None], x0 + e, x0 - e,
+                              x0 + e[iu] + e[ju], x0 + e[iu] - e[ju],
+                              x0 - e[iu] + e[ju], x0 - e[iu] - e[ju]])
+        f = _host(self._eval(xp.asarray(pts), xp.asarray(np.full(len(pts), g)),
+                             len(pts))).astype(float)
+        calls[s] += len(pts)
+        if not np.all(np.isfinite(f)):
+            return False
+        fp, fm, q = f[1:1 + d], f[1 + d:1 + 2 * d], f[1 + 2 * d:].reshape(4, -1)
+        grad = (fp - fm) / (2 * h)
+        hess = np.diag((fp - 2 * f[0] + fm) / h ** 2)
+        hess[iu, ju] = hess[ju, iu] = (q[0] - q[1] - q[2] + q[3]) / (4 * h * h)
+        w, v = np.linalg.eigh(-0.5 * (hess + hess.T))
+        curved = w > 0
+        spread = np.var((walkers - walkers.mean(axis=0)) @ v, axis=0)
+        var = np.where(curved, 1.0 / np.where(curved, w, 1.0), np.maximum(spread, 1e-12))
+        step = np.where(curved, (v.T @ grad) * var, 0.0)  # Newton, in the eigenbasis
+        mahal = np.sqrt(np.sum(step ** 2 / var))
+        if mahal > 3.0:  # the quadratic model is a local one: at most 3σ from x₀
+            step *= 3.0 / mahal
+        mu = x0 + v @ step
+        cov = (v * (self.laplace_inflate ** 2 * var)) @ v.T
+        cov = 0.5 * (cov + cov.T) + 1e-12 * np.trace(cov) / d * np.eye(d)
+        try:
+            L = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            return False
+        if not (np.all(np.isfinite(L)) and np.all(np.isfinite(mu))):
             return False
         pmu[s], pL[s], pLi[s] = xp.asarray(mu), xp.asarray(L), xp.asarray(np.linalg.inv(L))
         return True
