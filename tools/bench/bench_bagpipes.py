@@ -253,7 +253,7 @@ def main():
                      f"{np.mean(Dm[q] > 3):.0%} | {np.median(Dp[q]):.2f} | "
                      f"{np.percentile(Dp[q], 84):.2f} | {np.mean(Dp[q] > 3):.0%} |")
     body = f"""{nb} of {a.n} SPS mocks (embedded SPS, prior draws, 0.05 ≤ z ≤ 1.5,
-i-band S/N ≥ {a.min_snr:g}),
+i-band S/N ≥ {a.min_snr:g} before noise and floor),
 LSST ugrizy at 10-year depths; Bagpipes `fit` with nautilus (n_live {a.nlive}) and the model and
 priors of the command's docstring; sedhpc `fit_batch` with the bundled emulator, ensemble
 sampler, default settings (emulator σ), all {a.n} galaxies in one batch; both with the same
