@@ -1,105 +1,14 @@
-"""Photometric zeropoint calibration (seed 003, step 2): one multiplicative offset per band
-(and per tract) from a calibration subset with known redshifts.
-
-Method — the offsets o [mag] that maximise the joint posterior of o and every calibration
-galaxy's parameters at its mode (redshift fixed), solved as one block-sparse nonlinear least-
-squares problem, as in bundle adjustment, and its bias measured on simulated sets (below):
-
-- Each galaxy lives in the sampler's probit space v (the prior is a standard normal there), so
-  its negative log posterior is ½|r|² + ½|v|² with r_b = (x_b − m_b(v)·10^{0.4 o_b}) / σ_b the
-  residuals of the catalog flux x against the model flux moved by the offset (the same as
-  correcting x and its error by 10^{−0.4 o}, as ``sedhpc fit --zeropoints`` does), and
-  σ_b² = σ_obs² + (floor·x)² + σ_emu².
-- Inner step: every galaxy's v is solved at the current offsets by Levenberg–Marquardt,
-  vectorised over galaxies (forward-difference Jacobians of the emulator in float64).
-- Outer step: a Gauss–Newton step for the offsets of each tract with the galaxies profiled out
-  (Schur complement H = Σ_g J_oᵀJ_o − J_oᵀJ_v (J_vᵀJ_v + 1)⁻¹ J_vᵀJ_o, gradient Σ_g J_oᵀ r): how
-  much of an offset a galaxy's dust, SFH and metallicity can absorb is in H, so the offsets land
-  in a few steps instead of crawling as in the classic loop of medians of residuals to refitted
-  models. Stop when no offset moves by more than ``tol_mag``.
-- Start: each galaxy's mode is searched from the best of ``ndraws`` prior draws and LM from
-  its ``nstarts`` best (the fit is deterministic given ``seed``, so reruns agree).
-- Wider search: that start runs at offsets 0, where an injected or real offset of 0.1 mag is
-  tens of σ at high S/N, and LM then only follows each galaxy's basin as the offsets move. On
-  2 × 600 emulator mocks (S/N 50–200) 7–11 % of the galaxies ended in modes whose posterior is
-  worse than at their true parameters (χ² up to hundreds: they were clipped, or dragged the
-  offsets), and these carried most of the colour tilt below. So once the offsets move by less
-  than 0.01 mag (at most twice), galaxies whose χ² over all their bands is improbable
-  (p < 0.001) are searched again at the current offsets with 4× the draws and starts, and the
-  better mode kept: 51 and then 4 of 1200 moved; the largest error of the marginal estimate
-  below fell from 0.016 to 0.012–0.014 mag (two runs of the chains; the red bands' from
-  0.005–0.009 to 0.003–0.005) at lower cost (526–584 CPU-s: the offsets converge in fewer
-  steps).
-- Robustness: a galaxy-band more than ``clip`` σ from its model (an AGN, a blend, bad
-  photometry) is left out of the next step; the set is re-chosen every step.
-- The overall scale is degenerate with stellar mass, so one reference band (the middle band by
-  default) is held at 0 in every tract; the others are relative to it.
-- Errors: the sandwich estimate H⁻¹ (Σ_g s_g s_gᵀ) H⁻¹ over the galaxies' profile scores s_g,
-  which stays honest when the errors or the model are not quite right (it equals H⁻¹ when they
-  are).
-- Bias correction (default): the joint mode is not an unbiased estimator. The prior pulls
-  each galaxy's mode toward the prior's centre, and the colour residuals that leaves are
-  common to all galaxies, so the offsets absorb them (blue bands up, red bands down: on 2 × 600
-  emulator mocks at S/N 50–200, +0.017 mag in u, −0.010 in y). The bias is measured the way
-  weak-lensing shear calibration measures its own: ``bias_sims`` (4) simulated calibration
-  sets, one galaxy per calibrator — a prior draw at its redshift, stellar mass moved to match
-  its reference-band flux, its mask, its S/N in every band where it is detected (its error
-  where it is not), noise from the likelihood's variance, and the tracts' offsets as just
-  estimated applied — go through the same estimator; their mean offset minus the applied one
-  per band (over sets and tracts) is subtracted, and their scatter enters the errors
-  (σ² + σ_sim²/(R·tracts)). Applying the estimated offsets lets the sets see how much of an
-  offset the galaxies absorb as well as the additive bias. On those mocks
-  (`tools/zeropoint_recovery.py --n 600`, offsets of 0.02–0.1 mag injected in 3 bands per
-  tract; two realisations, seeds 0 and 1) every free band and tract then comes within
-  0.0056 / 0.0057 mag of the injected offsets (the mode alone: 0.017 / 0.021), rms pull
-  0.94 / 0.81, at 5× the mode's cost (~2200 CPU-s for 1200 calibrators). This assumes the
-  prior describes the calibrators' population — the assumption every fit makes. (A first
-  version gave the simulated galaxies the calibrator's absolute errors, so a draw fainter than
-  its calibrator was measured worse and pulled further: it over-corrected about 3×.)
-
-The alternative, ``method="marginal"``: the marginal likelihood. The joint mode is not a
-consistent estimator: the number of galaxy parameters grows with the calibration set, and each
-galaxy's mode sits where the prior pulls it, leaving colour residuals that all galaxies share
-(on 2 × 150 emulator mocks at S/N 50–200 with nothing injected, the mode finds −0.009 to
-−0.011 mag in z, y and SDSS z of one tract). The offsets that maximise the likelihood with the
-galaxies' parameters integrated out are what a hierarchical model needs, and they are found
-by stochastic approximation from the mode (:func:`_marginal`): per galaxy a few Metropolis
-chains in probit space (Laplace covariance at the mode first, then the chains' own, scale
-adapted to 23 % acceptance), each sweep's average complete-data score summed over galaxies
-(Fisher's identity: that is the marginal score), a step with the mode's profiled information,
-Polyak averaging over the second half of the sweeps; errors the mode's sandwich errors with
-the sweeps' Monte Carlo spread added. On the mocks above it removes that tract's tilt (all
-|offsets| ≤ 0.004 mag there); on 2 × 600 mocks (S/N 50–200, offsets injected in 3 bands per
-tract, `tools/zeropoint_recovery.py --n 600`) it is closer to the truth than the mode in 19
-of 20 free band-tracts, median 41–48 % closer (largest error 0.012–0.014 mag in u against
-the mode's 0.017; before the wider search: 0.016 against 0.019), 526–584 CPU-s in all. With
-2000 calibrators per tract it stays 0.014–0.016 mag off in u in both tracts (errors 0.002;
-the mode: 0.016–0.018): a bias, not noise — the chains stay near the modes along the
-posteriors' ridges — which is why the simulated-set correction above is the default. The
-tilt left lies along the weakest direction of H (u, g against i, z, y; σ ≈ 0.006 mag at 600
-calibrators per tract), where the sampled score is noisiest: each sweep's score is noisy (the
-complete-data score fluctuates ~10× more than the offsets' statistical error at these S/N,
-so steps are clipped at 0.02 mag and only the averaging tames them). A Stein control variate
-(A ∇_v log π) meant to remove that noise made it worse (0.07 mag off in y): chains that have
-not equilibrated give it a non-zero mean. Earlier attempts on sampled posteriors (medians of
-residuals to posterior-median models, EM on re-weighted ensemble samples) moved by 0.01–0.02
-mag with the ensemble sampler's slow mixing; the chains here start at the modes, persist from
-sweep to sweep and average over many sweeps. Importance sampling from the Laplace
-approximation fails (median ESS 3 of 256): the posteriors of well-measured galaxies are
-narrow curved ridges in probit space.
-
-Output table (ECSV): ``tract``, ``band``, ``offset_mag`` (the correction: corrected flux =
-flux × 10^(−0.4 offset_mag)), ``error_mag``, ``bias_mag`` (the estimator bias already removed
-from ``offset_mag``), ``n`` (galaxies used in that band and tract); read by
-``sedhpc fit --zeropoints``.
-"""
+"""Zeropoint solver: the joint posterior mode of the offsets and the calibrators' parameters
+(block-sparse Gauss–Newton with the galaxies profiled out), wider searches, the simulated-set
+bias correction and the marginal-likelihood alternative; the method is described in
+:mod:`sedhpc.zeropoints`."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import special
 
-from .photometry import A, B
+from ..photometry import A, B
 
 LN10_04 = 0.4 * np.log(10.0)
 RESCUE_STEP = 0.01  # offsets moving less than this [mag]: look for galaxies in poor modes
@@ -107,16 +16,11 @@ RESCUES = 2  # at most this many wider searches per calibration
 RESCUE_FACTOR = 4  # their draws and starts, relative to the first search
 
 
-def factors(offset_mag) -> np.ndarray:
-    """Multiplicative flux corrections of offsets in magnitudes."""
-    return 10.0 ** (-0.4 * np.asarray(offset_mag, float))
-
-
 class _Modes:
     """Per-galaxy posterior modes in probit space at given offsets, vectorised over galaxies."""
 
     def __init__(self, model, emulator, flux, err, zred, mask, floor, sigma_emu):
-        from .emulator import Emulator
+        from ..emulator import Emulator
 
         self.model = model
         self.emu = Emulator(emulator.file, bands=emulator.bands, xp="numpy", dtype=np.float64)
@@ -488,7 +392,7 @@ def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str
     same method.
     Returns {tracts, bands, offset, error, bias, n, iterations, reference, chi2, converged,
     emulator_calls, method, mode_offset, mc_spread, trajectory (the offsets after each sweep)}."""
-    from .likelihood import Observations
+    from ..likelihood import Observations
 
     obs = Observations.build(flux, err, mask)
     G, nb = obs.flux.shape
@@ -560,56 +464,3 @@ def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str
             "mode_offset": est.get("mode_offset", est["offset"]),
             "mc_spread": est.get("mc_spread", 0.0),
             "trajectory": est.get("trajectory", np.zeros((0,) + offset.shape))}
-
-
-LARGE_OFFSET_MAG = 0.2  # well above survey zeropoint errors (≲ 0.05 mag)
-
-
-def large_offset_warning(result: dict, limit: float = LARGE_OFFSET_MAG) -> str | None:
-    """A warning when an offset exceeds ``limit`` mag, else None. Offsets that large are rarely
-    zeropoints: they are colour corrections between the data and the model's SEDs (or a filter
-    mismatch), fitted where the calibrators are, and can move other galaxies to wrong
-    redshifts. On the DC2 simulation (no zeropoint errors at all) 512 calibrators gave u +0.92,
-    g +0.58, …, y −0.29 mag; applied, they sharpened 0.5 < z < 1.5 and multiplied the
-    outliers above z = 1.5 (docs/VALIDATION.md (d))."""
-    off = np.abs(np.asarray(result["offset"], float))
-    if not np.any(off > limit):
-        return None
-    i, j = np.unravel_index(int(np.argmax(off)), off.shape)
-    return (f"warning: offsets up to {result['offset'][i, j]:+.2f} mag "
-            f"({result['bands'][j]}, tract {result['tracts'][i]}); offsets above {limit} mag "
-            "are usually a mismatch between the model's SEDs (or filters) and the data rather "
-            "than zeropoints, and correct colours only where the calibrators are: check held-out "
-            "galaxies (photo-z or recovery per redshift bin) before applying them.")
-
-
-def write(result: dict, path, meta: dict | None = None) -> None:
-    from astropy.table import Table
-
-    bias = result.get("bias", np.zeros_like(result["offset"]))
-    rows = [(str(t), b, result["offset"][i, j], result["error"][i, j], bias[i, j],
-             int(result["n"][i, j]))
-            for i, t in enumerate(result["tracts"]) for j, b in enumerate(result["bands"])]
-    t = Table(rows=rows, names=("tract", "band", "offset_mag", "error_mag", "bias_mag", "n"))
-    t.meta.update(meta or {})
-    t.meta["reference_band"] = result["reference"]
-    t.write(path, overwrite=True)
-
-
-def read(path, bands) -> dict:
-    """tract (str) → (nbands,) multiplicative factors for ``bands`` (bands missing from the
-    table get 1). A table without tracts (one 'tract' value) applies to every galaxy."""
-    from astropy.table import Table
-
-    t = Table.read(path)
-    missing = {"band", "offset_mag"} - set(t.colnames)
-    if missing:
-        raise ValueError(f"{path}: zeropoint table needs columns band, offset_mag (and tract); "
-                         f"missing {sorted(missing)}")
-    tracts = [str(v) for v in t["tract"]] if "tract" in t.colnames else ["0"] * len(t)
-    out: dict = {}
-    for tr, b, off in zip(tracts, t["band"], t["offset_mag"]):
-        f = out.setdefault(tr, np.ones(len(bands)))
-        if str(b) in bands:
-            f[bands.index(str(b))] = factors(off)
-    return out
