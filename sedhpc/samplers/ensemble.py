@@ -118,7 +118,9 @@ class EnsembleSampler:
     Laplace approximation at the best walker (:meth:`_fit_laplace`: 1 + 2d² evaluations, one
     call) instead of to the chain, so independence moves start early; the chain fits follow
     every ``adapt_steps`` as before. Each fit still restarts the burn-in, so the output chain
-    has a fixed kernel whatever the approximation's quality.
+    has a fixed kernel whatever the approximation's quality. Measured (docs/BENCHMARKS.md,
+    "Ensemble moves"): cheaper for faint galaxies, worse for well-measured ones (the curvature
+    at the mode misses a ridge's extent), worse overall — hence off by default.
 
     ``grouped``: call ``log_prob(x, galaxy, group=R)``, the rows of each galaxy being R
     consecutive rows, for a ``log_prob`` whose values depend in the last bits on the other

@@ -140,11 +140,15 @@ def _fit_cached(args):
     i, z, flux, err, filt_files, nlive, work, run, cache, start, limit = args
     if limit is not None and time.time() - start > limit:
         return i, False
-    bp, cpu = fit_bagpipes(i, z, flux, err, filt_files, nlive, work, run)
+    _save(cache, *fit_bagpipes(i, z, flux, err, filt_files, nlive, work, run))
+    return i, True
+
+
+def _save(cache, bp, cpu):
+    """One galaxy's Bagpipes samples and CPU time; a half-written cache never counts as done."""
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, cpu=cpu, **bp)
-    os.replace(tmp, cache)  # a half-written cache never counts as done
-    return i, True
+    os.replace(tmp, cache)
 
 
 def sedhpc_quantities(model, res):
@@ -229,9 +233,7 @@ def main():
             break
         else:
             bp, cpu = fit_bagpipes(i, z[i], flux[i], err[i], filt_files, a.nlive, work, run)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, cpu=cpu, **bp)
-            os.replace(tmp, cache)
+            _save(cache, bp, cpu)
         d = {q: float(d_statistic(sed[i][q], bp[q])) for q in QUANTITIES}
         dm = {q: float(d_statistic(sed_m[i][q], bp[q])) for q in QUANTITIES}
         rows.append({"i": i, "z": z[i], "snr_i": truth["snr_i"][i], "cpu": cpu, "D": d,
