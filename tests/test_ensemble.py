@@ -245,3 +245,13 @@ def test_laplace_start_is_exact_and_cheaper_on_a_gaussian():
         np.testing.assert_array_equal(one[g].samples, many[g].samples)
     with pytest.raises(ValueError, match="laplace"):
         EnsembleSampler(logp, init, d, laplace_steps=-1)
+
+
+@pytest.mark.parametrize("bad", [{"max_steps": -3}, {"check_every": 0}, {"nsamples": 0},
+                                 {"min_steps": -1}, {"rhat_max": 1.0}])
+def test_bad_settings_give_a_clear_error(bad):
+    """Nonsense settings (e.g. ``sedhpc fit --option max_steps=-3``) fail at construction with a
+    message naming them, not deep inside the run."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        EnsembleSampler(lambda x, g: np.zeros(len(x)), lambda rng, g, n: np.zeros((n, 2)), 2,
+                        **bad)

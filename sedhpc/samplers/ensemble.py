@@ -162,6 +162,15 @@ class EnsembleSampler:
             raise ValueError("need laplace_steps ≥ 0, laplace_step > 0, laplace_inflate > 0")
         self.laplace_steps = int(laplace_steps) if self.adapt_rounds else 0
         self.laplace_step, self.laplace_inflate = float(laplace_step), float(laplace_inflate)
+        ints = {"nslots": nslots, "check_every": check_every, "max_steps": max_steps,
+                "store_every": store_every, "nsamples": nsamples, "init_draws": init_draws}
+        bad = [f"{k}={v}" for k, v in ints.items() if not int(v) >= 1]
+        if int(min_steps) < 0 or not (tau_factor > 0 and rhat_max > 1):
+            bad.append(f"min_steps={min_steps}, tau_factor={tau_factor}, rhat_max={rhat_max}")
+        if bad:
+            raise ValueError("need nslots, check_every, max_steps, store_every, nsamples, "
+                             "init_draws ≥ 1, min_steps ≥ 0, tau_factor > 0, rhat_max > 1; got "
+                             + ", ".join(bad))
         self.init_draws = max(int(init_draws), self.W)
         self.check_every, self.min_steps, self.max_steps = check_every, min_steps, max_steps
         self.check_growth = float(check_growth)
