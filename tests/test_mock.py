@@ -131,6 +131,70 @@ def test_fit_with_the_sps_directly_through_the_engine(fitted):
     assert "'nconcurrent': 1" in logs
 
 
+def test_reweight_to_the_sps_itself(fitted):
+    """`sedhpc reweight --sps embedded`: each stored sample weighted by L_sps / L_emu. The ESS
+    written equals one computed here from the formula (fluxes from the SPS backend and from the
+    emulator, σ² = err² + (floor·flux)² + σ_emu²); logmstar is the SPS's; a rerun keeps every
+    chunk and different settings into the same directory are refused."""
+    import tomllib
+
+    from sedhpc import store
+    from sedhpc.emulator import Emulator, default_path
+    from sedhpc.photometry import A, B, U0
+    from sedhpc.sps import get_backend
+
+    mock, runs = fitted
+    assert runs["fit"].returncode == 0, runs["fit"].stderr[-3000:]
+    out = mock / "fit_sps"
+    res = sedhpc("reweight", mock / "fit", "--sps", "embedded", "--out", out, "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "4 galaxies re-weighted" in res.stdout
+    assert sedhpc("check", out).returncode == 0
+    src, rw = store.read(mock / "fit", samples=True), store.read(out, samples=True)
+    names = list(src["quantities"])
+    bands = BANDS.split(",")
+    spec = CatalogSpec.from_dict(tomllib.loads((mock / "m_fit.toml").read_text())["fit"]["columns"])
+    cat = read_catalog(mock / "m.ecsv", spec)
+    emu = Emulator(default_path(), bands=bands, xp="numpy")
+    sps = get_backend("embedded", bands)
+    params = list(emu.param_names)
+    for g in range(4):
+        theta = np.zeros((src["samples"].shape[1], len(params)))
+        for k, p in enumerate(params):
+            theta[:, k] = src["samples"][g][:, names.index(p)] if p in names else cat.zred[g]
+        x_sps, log_mfrac = sps.maggies(theta)
+        x_emu = 2 * B * np.sinh((U0 - emu.predict(theta).mags.astype(float)) / A)
+        s_emu = 2 * B / A * emu.sigma_for(theta) * np.sqrt(1 + (x_emu / (2 * B)) ** 2)
+        var0 = cat.err[g] ** 2 + (0.05 * cat.flux[g]) ** 2
+
+        def loglike(x, var):
+            return -0.5 * np.sum((cat.flux[g] - x) ** 2 / var + np.log(var), axis=1)
+        logw = loglike(x_sps, var0) - loglike(x_emu, var0 + s_emu ** 2)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        assert rw["ess"][g] == pytest.approx(1 / np.sum(w ** 2), rel=1e-3)
+        assert 0 < rw["ess"][g] <= 256
+        # resampled samples are stored ones, with the SPS's stellar mass
+        free = [names.index(p) for p in params if p in names]
+        step = np.ptp(src["samples"][g], axis=0) / 65535 + 1e-12
+        dist = np.abs(src["samples"][g][:, None, free] - rw["samples"][g][None, :, free])
+        j = np.argmin(np.max(dist / step[free], axis=2), axis=0)
+        assert np.all(dist[j, np.arange(len(j))] <= 2 * step[free])
+        lm = rw["samples"][g][:, names.index("logmass")]
+        np.testing.assert_allclose(rw["samples"][g][:, names.index("logmstar")],
+                                   lm + log_mfrac[j], atol=2e-3)
+    meta = (out / "fit.json").read_text()
+    assert '"sps": "embedded"' in meta and "importance-weighted from" in meta
+    again = sedhpc("reweight", mock / "fit", "--sps", "embedded", "--out", out, "--no-progress")
+    assert again.returncode == 0 and "0 galaxies re-weighted" in again.stdout, again.stderr
+    assert "chunks kept from before" in again.stdout
+    assert sedhpc("check", out).returncode == 0
+    other = sedhpc("reweight", mock / "fit", "--sps", "embedded", "--seed", "4", "--out", out)
+    assert other.returncode != 0 and "different re-weighting" in other.stderr
+    direct = sedhpc("reweight", mock / "direct", "--sps", "embedded", "--out", mock / "dd")
+    assert direct.returncode != 0 and "fitted with the SPS directly" in direct.stderr
+
+
 def test_photoz_metrics_known_answer():
     from sedhpc.report import photoz_metrics
     zt = np.linspace(0.1, 2.0, 1000)
@@ -328,3 +392,20 @@ def test_validation_a_tool_compares_runs_on_common_galaxies(fitted, tmp_path, ca
         assert rep[name]["median_D"] == 0 and rep[name]["catastrophic"] == 0  # same run twice
         assert np.isfinite(vs[name]["median_D"]) and vs[name]["median_D"] > 0
         assert vs[name] == r["emu_s2 vs SPS"][name]
+    # --where on the truth table, --check with a direct run (matched by id; D is symmetric)
+    validation_a.main([str(mock / "fit"), str(mock / "fit"), str(mock / "direct"), "--truth",
+                       str(mock / "m_truth.ecsv"), "--where", "zred > 0.5", "--check",
+                       str(mock / "direct"), "--json", str(out)])
+    r = json.loads(out.read_text())
+    zt = Table.read(mock / "m_truth.ecsv")["zred"]
+    assert r["galaxies"] == int(np.sum(zt > 0.5)) > 0
+    chk = r[f"check {mock / 'direct'}"]
+    for name in validation_a.NAMES:
+        assert chk["direct vs SPS"][name]["median_D"] == 0
+        assert chk["direct vs emu_s1"][name]["median_D"] == pytest.approx(
+            r["emu_s1 vs SPS"][name]["median_D"])
+    # a sub-catalog's run: rows renumbered to the full catalog's by id, others dropped
+    sub = {"id": np.array(["b", "x", "a"]), "row": np.array([0, 1, 2]), "v": np.arange(3.0)}
+    ref = {"id": np.array(["a", "b", "c"]), "row": np.array([10, 11, 12])}
+    got = validation_a.renumber(sub, ref)
+    assert list(got["row"]) == [11, 10] and list(got["v"]) == [0.0, 2.0]

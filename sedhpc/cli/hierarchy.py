@@ -39,28 +39,42 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser(
-        "reweight", help="stored posteriors under a new population prior (no refit)",
+        "reweight", help="stored posteriors under a new population prior or the SPS itself "
+                         "(no refit)",
         description="Importance-weight the stored posterior samples of DIR by new prior / old "
-                    "prior (the old prior is read from the store), resample, and write a fit "
-                    "directory OUT with new summaries, the re-weighting ESS per galaxy (in "
-                    "'ess') and the LOW_ESS flag (2048) where it is below --min-ess. Runs on "
-                    "all ranks under mpiexec/srun.")
+                    "prior (--prior; the old prior is read from the store) and/or by L_sps / "
+                    "L_emu (--sps: the likelihood with the SPS's own fluxes over the fit's "
+                    "emulator likelihood, one SPS call per sample; the emulator-vs-SPS test), "
+                    "resample, and write a fit directory OUT with new summaries, the "
+                    "re-weighting ESS per galaxy (in 'ess') and the LOW_ESS flag (2048) where it "
+                    "is below --min-ess. Runs on all ranks under mpiexec/srun; an interrupted "
+                    "run resumes when started again with the same arguments.")
     p.add_argument("dir")
-    p.add_argument("--prior", required=True,
+    p.add_argument("--prior",
                    help="TOML file with a [prior] table: parameter = {type = ..., ...}")
+    p.add_argument("--sps", choices=("embedded", "fsps"),
+                   help="re-weight to the likelihood of this SPS called directly")
+    p.add_argument("--catalog", help="the fit's catalog, if it moved (its hash is checked)")
     p.add_argument("--out", required=True)
     p.add_argument("--min-ess", type=float, default=50.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=_cmd_reweight)
 
 
 def _cmd_reweight(args) -> int:
     from ..reweight import read_prior, reweight
 
-    s = reweight(args.dir, read_prior(args.prior), args.out, args.min_ess, args.seed)
+    if not args.prior and not args.sps:
+        raise ValueError("give --prior (a new population prior) and/or --sps (the SPS "
+                         "itself)")
+    s = reweight(args.dir, read_prior(args.prior) if args.prior else None, args.out,
+                 args.min_ess, args.seed, sps=args.sps, catalog=args.catalog,
+                 progress=args.progress and bool(args.sps))
     if s:
+        kept = f"; {s['kept']} chunks kept from before" if s["kept"] else ""
         print(f"{s['out']}: {s['galaxies']} galaxies re-weighted ({s['low_ess']} with ESS < "
-              f"{args.min_ess:g}, flagged LOW_ESS) in {s['chunks']} chunks")
+              f"{args.min_ess:g}, flagged LOW_ESS) in {s['chunks']} chunks{kept}")
     return 0
 
 
