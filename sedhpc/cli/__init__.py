@@ -62,6 +62,10 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, KeyError, FileNotFoundError, RuntimeError, ImportError) as err:
         print(f"sedhpc {args.command}: error: {err}", file=sys.stderr)
         return 2
