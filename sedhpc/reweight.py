@@ -154,7 +154,6 @@ class SPSRatio:
         self.lik_emu = Likelihood(self.emulator, obs, floor=cfg.floor)
         self.lik_sps = Likelihood(self.direct, obs, floor=cfg.floor)
         self.params = list(self.emulator.param_names)
-        self.logmass = self.params.index("logmass")
 
     def __call__(self, theta, rows) -> tuple[np.ndarray, np.ndarray]:
         """``theta`` (n, d) in :attr:`params` order for catalog rows ``rows`` (n,) →
