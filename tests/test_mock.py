@@ -111,6 +111,13 @@ def test_direct_sps_behind_the_emulator_interface():
     np.testing.assert_allclose(pred.log_mfrac[:2], lm)
     assert list(pred.inside) == [True, True, False] and np.all(np.isnan(pred.mags[2]))
     assert np.all(sps.sigma_at(theta[:, model.index("zred")]) == 0)
+    # linear in the mass formed (what the samplers' mass shear relies on), mfrac independent
+    assert sps.mass_ref == pytest.approx(9.25)
+    t1, t2 = theta[:2].copy(), theta[:2].copy()
+    t1[:, model.index("logmass")], t2[:, model.index("logmass")] = 7.5, 11.8
+    (x1, l1), (x2, l2) = (get_backend("embedded", bands).maggies(t) for t in (t1, t2))
+    np.testing.assert_allclose(x2, x1 * 10 ** 4.3, rtol=1e-12)
+    np.testing.assert_allclose(l1, l2, atol=1e-12)
 
 
 def test_fit_with_the_sps_directly_through_the_engine(fitted):

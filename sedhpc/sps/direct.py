@@ -9,6 +9,12 @@ computes every row with the SPS backend, one spectrum at a time (tens of ms each
 embedded SPS, so a nested-sampling fit costs minutes to hours; run it through the MPI engine).
 Rows outside the model's prior support, or where the SPS fails, come back with ``inside``
 False (log L = −inf).
+
+The SPS is linear in the mass formed (fluxes ∝ 10^logmass, the surviving mass fraction
+independent of it; tested), so :attr:`DirectSPS.mass_ref` is set and the samplers use their
+mass-shear coordinates with a direct SPS as with a mass-normalised emulator: the SPS runs at one
+reference mass per θ and the fluxes are scaled (docs/VALIDATION.md (a): in the prior's probit
+coordinates, twelve high-S/N mocks all hit the ensemble's 5,000-step cap).
 """
 
 from __future__ import annotations
@@ -31,6 +37,18 @@ class DirectSPS:
         self.bands = list(self.backend.bands)
         self.name = f"sps:{backend}"
         self.ncalls = 0
+        # "training ranges" = the prior's support (no edges inside it: no OUT_OF_RANGE flags)
+        self.lo = np.array(self.model.bounds[:, 0], float)
+        self.hi = np.array(self.model.bounds[:, 1], float)
+
+    @property
+    def mass_ref(self) -> float | None:
+        """Fluxes scale exactly as 10^logmass (see the module docstring): the middle of the
+        logmass range, or None for a model without logmass."""
+        if "logmass" not in self.param_names:
+            return None
+        k = self.param_names.index("logmass")
+        return 0.5 * float(self.lo[k] + self.hi[k])
 
     @property
     def zrange(self) -> tuple[float, float]:
