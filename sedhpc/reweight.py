@@ -32,6 +32,7 @@ mass fraction. This is the emulator-vs-SPS posterior test of docs/VALIDATION.md 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from pathlib import Path
@@ -42,6 +43,7 @@ from . import store
 from .catalog import SKIP, Flags
 from .model.parameters import Distribution
 from .model.priors import from_spec
+from .photometry import arsinh_to_maggies
 from .provenance import provenance
 
 LOW_ESS = int(Flags.LOW_ESS)
@@ -128,7 +130,6 @@ class SPSRatio:
         if rec.get("sps"):
             raise ValueError(f"{src} was fitted with the SPS directly (sps = {rec['sps']!r}): "
                              "nothing to re-weight")
-        import dataclasses
         known = {f.name for f in dataclasses.fields(FitConfig)}
         cfg = FitConfig(**{k: v for k, v in rec.items() if k in known})
         path = _resolve(cfg.catalog, src, "catalog", catalog)
@@ -159,11 +160,9 @@ class SPSRatio:
         """``theta`` (n, d) in :attr:`params` order for catalog rows ``rows`` (n,) →
         (log L_sps − log L_emu (n,): −inf where the SPS fails or θ is outside the prior,
         log10 surviving mass fraction from the SPS (n,))."""
-        from .photometry import A, B, U0
-
         rows = np.asarray(rows, np.int64)
         pred = self.direct.predict(theta)
-        x = 2.0 * B * np.sinh((U0 - pred.mags) / A)
+        x = arsinh_to_maggies(pred.mags)
         zero = np.zeros_like(x)
         ll_sps = self.lik_sps.loglike_from(np.nan_to_num(x), pred.inside, zero, rows)
         ll_emu = self.lik_emu(theta, rows)
@@ -208,8 +207,9 @@ def reweight(directory, prior: dict | None, out, min_ess: float = 50.0, seed: in
     if setup[0] == "error":
         raise setup[1]
     attempt, done = setup[1]
-    ratio = SPSRatio(src, meta, sps, catalog) if sps else None
     mine = [c for c in sorted(sc.chunks) if c not in done][rank::size]
+    # (a rank with nothing to do skips the catalog read and its hashing)
+    ratio = SPSRatio(src, meta, sps, catalog) if sps and mine else None
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm
