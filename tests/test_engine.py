@@ -246,11 +246,13 @@ def _ranks_pids(out, attempt):
 @needs_mpi
 @pytest.mark.parametrize("victims", ["one", "all"])
 def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
-    """Kill when a random number of chunks (1 … all but three) is stored, plus a random delay
-    shorter than the time between the last two chunks, so every trial dies mid-run whatever
-    the machine's speed.  When one rank dies
-    holding no claim, the survivor may legitimately finish every chunk before the launcher takes
-    it down; that must still resume to the same results, and most trials must stop short."""
+    """Kill when a random number of chunks (1 … all but four) is stored, plus a random delay
+    under half the time between the last two chunks, so trials die mid-run and mid-chunk at
+    whatever speed the machine runs.  The chunks here take tens of milliseconds, as long as a
+    look at the store, so a trial may still see the run finish first; that must resume to the
+    same results too (nothing to do), and most trials must stop short.  When one rank dies
+    holding no claim, the survivor may legitimately finish every chunk before the launcher
+    takes it down."""
     rng = np.random.default_rng({"one": 1, "all": 2}[victims])
     nchunks = -(-N // 4)
     partial = 0
@@ -260,18 +262,17 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
                "--config", str(setup["cfg"]), "--out", str(out), "--no-progress"]
         p = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              start_new_session=True)
-        target = int(rng.integers(1, nchunks - 2))
-        seen, last, gap = 0, time.perf_counter(), 0.05
+        target = int(rng.integers(1, nchunks - 3))
+        seen, last, gap, pids = 0, time.perf_counter(), 0.05, []
         while p.poll() is None and seen < target:
             time.sleep(0.01)
             n = len(store.scan(out, verify=False).chunks) if (out / "shards").exists() else 0
             if n > seen:  # the pace of chunks on this machine, now
                 now = time.perf_counter()
                 gap, last, seen = (now - last if seen else gap), now, n
-        time.sleep(rng.uniform(0, min(gap, 0.3)))  # somewhere inside the next chunk
-        assert p.poll() is None, "the run ended before the kill"
-        pids = _ranks_pids(out, 1)
-        assert len(pids) == 2
+                pids = pids or _ranks_pids(out, 1)  # each rank logs its pid before any chunk
+        assert len(pids) == 2 and p.poll() is None, "the run ended before the kill"
+        time.sleep(rng.uniform(0, min(gap, 0.3) / 2))  # somewhere inside the next chunk
         if victims == "all":  # Hydra starts each rank in its own session: kill them by pid
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
@@ -286,8 +287,9 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
         assert p.returncode != 0
         _wait_gone(pids)
         stored = len(store.scan(out).chunks)
-        assert 0 < stored <= nchunks if victims == "one" else 0 < stored < nchunks
+        assert 0 < stored <= nchunks
         partial += stored < nchunks
+        print(f"trial {trial}: killed after {target}+ of {nchunks} chunks, {stored} stored")
         res = sedhpc("fit", setup["cat"], "--config", setup["cfg"], "--out", out, ranks=2)
         assert res.returncode == 0, res.stderr[-3000:]
         assert f"{nchunks - stored} chunks" in "".join(
@@ -295,7 +297,7 @@ def test_sigkill_at_random_moments_then_resume(setup, tmp_path, victims):
         chk = sedhpc("check", out)
         assert chk.returncode == 0, chk.stdout
         assert_same(setup["ref"], out)
-    assert partial >= 3
+    assert partial >= (4 if victims == "all" else 3)
 
 
 def test_file_level_problem_stops_before_any_work(setup, tmp_path):
