@@ -36,3 +36,26 @@ def provenance(kind: str, format_version: int, config: dict | None = None) -> di
         "python": platform.python_version(),
         "config_json": json.dumps(config or {}, sort_keys=True, default=str),
     }
+
+
+def _finite_or_none(obj):
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def json_text(obj) -> str:
+    """Strict JSON for summary files: NaN and ±inf (an empty redshift bin, a statistic with no
+    galaxies) become ``null``, so ``jq``, JavaScript and other strict readers load them;
+    numpy scalars are written as numbers."""
+    def number(v):
+        try:
+            return v.item()  # numpy scalar → Python
+        except AttributeError:
+            return float(v)
+    return json.dumps(_finite_or_none(json.loads(json.dumps(obj, default=number))),
+                      indent=1, allow_nan=False)

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import store
 from .catalog import SKIP, Flags
+from .provenance import json_text
 
 #: quantities reported by default (stored name → truth-table column, transform of the truth)
 QUANTITIES = {"logmass": ("logmass", None), "logzsol": ("logzsol", None),
@@ -238,7 +239,7 @@ def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
     for g in galaxies:
         _galaxy_plot(run, int(g), out / f"galaxy_{int(g)}.png", truth)
         _sed_plot(run, int(g), meta, out / f"sed_{int(g)}.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "summary.json").write_text(json_text(summary))
     return summary
 
 

@@ -215,6 +215,17 @@ def test_photoz_metrics_known_answer():
     # galaxies without a true redshift are left out, not turned into NaN metrics
     m2 = photoz_metrics(np.append(zt + dz * (1 + zt), 1.0), np.append(zt, np.nan), bins=[0, 3])
     assert m2["n"] == 1000 and m2["sigma_nmad"] == pytest.approx(m["sigma_nmad"])
+    # an empty bin (a run still in progress, a sample ending at z = 2) is null in strict JSON
+    import json
+    from sedhpc.provenance import json_text
+    m3 = photoz_metrics(zt + dz * (1 + zt), zt, bins=[0, 1, 3, 6])
+    text = json_text({"photoz": m3, "count": np.int64(3), "x": np.float32(0.5)})
+    back = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in summary JSON"))
+    assert back["photoz"]["bins"][2] == {"zlo": 3, "zhi": 6, "n": 0, "sigma_nmad": None,
+                                         "bias": None, "outliers": None}
+    assert back["count"] == 3 and back["x"] == 0.5
+    assert back["photoz"]["bins"][0]["sigma_nmad"] == pytest.approx(
+        m3["bins"][0]["sigma_nmad"])
 
 
 def test_z_peak_finds_the_sharp_mode_where_the_median_does_not():

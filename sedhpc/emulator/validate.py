@@ -4,12 +4,12 @@ residual correlations, evaluation time; PNG plots and a JSON summary
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..provenance import json_text
 from ..trainset import load as load_trainset
 from . import io
 from .kernel import Emulator
@@ -88,7 +88,7 @@ def validate(emulator, testset, out, floor: float = 0.05) -> dict:
         summary["sigma_model"] = judge(emu.file, ts)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.json").write_text(json_text(summary))
     np.save(out / "correlation.npy", corr)
     _plots(out, emu.bands, stats, corr, floor_mag)
     return summary
