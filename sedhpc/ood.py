@@ -91,14 +91,14 @@ class ColourOOD:
         self.quantile, self.nref, self.ncal = quantile, nref, ncal
 
     def _maggies(self, theta) -> np.ndarray:
-        from .photometry import A, B, U0
+        from .photometry import arsinh_to_maggies
         from .samplers.ensemble import _host
 
         out = []
         for i in range(0, theta.shape[0], self.batch):
             u = _host(self.emulator.predict(self.emulator.xp.asarray(theta[i:i + self.batch]))
                       .mags).astype(float)
-            out.append(2.0 * B * np.sinh((U0 - u) / A))
+            out.append(arsinh_to_maggies(u))
         return np.concatenate(out)
 
     def _refs(self, z) -> np.ndarray:
