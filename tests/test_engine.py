@@ -132,6 +132,7 @@ def test_single_process_fit_flags_and_stores(setup, tmp_path):
         assert json.loads(f.attrs["config_json"])["chunk"] == 4
     out = sedhpc("status", ref)
     assert f"{N - 4} fitted, 4 not fitted (flagged), 0 pending" in out.stdout, out.stdout
+    assert f"attempt 1 (1 rank(s)): {N} galaxies in " in out.stdout, out.stdout
     assert sedhpc("check", ref).returncode == 0
     res = sedhpc("merge", ref, "--out", tmp_path / "s.fits", "--posteriors", tmp_path / "p.h5")
     assert res.returncode == 0, res.stderr
@@ -204,6 +205,7 @@ def test_array_job_of_three_shards_plus_merge_equals_single_run(setup, tmp_path)
         if task == 0:
             st = sedhpc("status", out).stdout
             assert "shard 1: chunks 0/3" in st and "pending" in st
+            assert "attempt 1 (1 rank(s)): 12 galaxies in" in st and "need ≈" not in st, st
             assert sedhpc("merge", out, "--out", tmp_path / "x.fits").returncode == 2
     assert sedhpc("check", out).returncode == 0
     for d, name in ((out, "a.fits"), (setup["ref"], "b.fits")):
@@ -369,3 +371,34 @@ def test_missing_catalog_and_non_hdf5_emulator_are_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a sedhpc emulator file .not HDF5"):
         from sedhpc.emulator import io
         io.read(bogus)
+
+
+def test_status_pace_from_the_ranks_logs(tmp_path):
+    """The pace line of ``sedhpc status``: the latest attempt's ranks, galaxies written since
+    they were ready, the last chunk's age and the time the pending galaxies need at that pace."""
+    import datetime
+
+    from sedhpc.cli.fit import pace
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    t0 = datetime.datetime(2026, 1, 1, 12, 0, 0)
+
+    def at(s):
+        return (t0 + datetime.timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S,000")
+
+    (logs / "a001-s0000-r0000.log").write_text(f"{at(0)} rank 0/1 pid 1 ready after 1 s\n"
+                                               f"{at(50)} chunk 0: rows 0-9 written\n")
+    for r in range(2):  # the latest attempt: 2 ranks, 40 galaxies in 200 s
+        (logs / f"a002-s0000-r000{r}.log").write_text(
+            f"{at(1000)} rank {r}/2 pid 9 ready after 1.5 s (array module numpy)\n"
+            f"{at(1100 + 100 * r)} chunk {2 * r + 1}: rows {20 * r + 10}-{20 * r + 19} written\n"
+            f"{at(1150 + 50 * r)} chunk {2 * r + 2}: rows {20 * r + 20}-{20 * r + 29} written\n")
+    (logs / "a003-s0001-r0000.log").write_text(f"{at(1000)} rank 0/1 pid 9 ready after 1 s\n")
+    now = (t0 + datetime.timedelta(seconds=1260)).timestamp()
+    line = pace(tmp_path, 0, 400, now=now)
+    assert line == ("attempt 2 (2 rank(s)): 40 galaxies in 3 min, the last chunk written 60 s "
+                    "ago; at that pace the 400 pending need ≈ 33 min"), line
+    assert pace(tmp_path, 1, 10, now=now) == (
+        "attempt 3 (1 rank(s)): ready 4 min ago, no chunk written yet")
+    assert pace(tmp_path, 2, 10, now=now) is None

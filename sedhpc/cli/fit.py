@@ -56,7 +56,8 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("status", help="done / failed / pending galaxies of a fit directory")
+    p = sub.add_parser("status", help="done / failed / pending galaxies of a fit directory, "
+                                      "the pace of its latest attempt and the time to go")
     p.add_argument("dir")
     p.set_defaults(func=_cmd_status)
     p = sub.add_parser("check", help="integrity of a fit directory: every galaxy exactly once, "
@@ -166,6 +167,62 @@ def inventory(directory) -> dict:
     return {"meta": meta, "scan": sc, "data": data, "shards": shards}
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(float(seconds), 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def pace(directory, shard: int, pending: int, now=None) -> str | None:
+    """The pace of the latest attempt on array shard ``shard`` from its ranks' logs: galaxies
+    written and the time since the ranks were ready, the age of the last chunk written, and
+    at that pace the time the ``pending`` galaxies need. None without logs. (Log times are the
+    cluster's local time, as ``datetime.now()`` here.)"""
+    import datetime
+    import re
+
+    logs: dict[int, list[Path]] = {}
+    for path in Path(directory, "logs").glob(f"a*-s{shard:04d}-r*.log"):
+        m = re.fullmatch(r"a(\d+)-s\d+-r\d+\.log", path.name)
+        if m:
+            logs.setdefault(int(m.group(1)), []).append(path)
+    if not logs:
+        return None
+    attempt = max(logs)
+    stamp = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) (.*)")
+    written = re.compile(r"chunk \d+: rows (\d+)-(\d+) written")
+    ready, last, rows = [], None, 0
+    for path in logs[attempt]:
+        for line in path.read_text(errors="replace").splitlines():
+            m = stamp.match(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").timestamp() \
+                + int(m.group(2)) / 1000
+            if " ready after " in m.group(3):
+                ready.append(t)
+            w = written.match(m.group(3))
+            if w:
+                rows += int(w.group(2)) - int(w.group(1)) + 1
+                last = t if last is None else max(last, t)
+    now = datetime.datetime.now().timestamp() if now is None else now
+    text = f"attempt {attempt} ({len(logs[attempt])} rank(s)): "
+    if last is None:
+        since = f"ready {_duration(now - min(ready))} ago, " if ready else ""
+        return text + f"{since}no chunk written yet"
+    span = last - min(ready) if ready else 0.0
+    text += (f"{rows} galaxies in {_duration(span)}, the last chunk written "
+             f"{_duration(now - last)} ago")
+    if pending and span > 0:
+        text += f"; at that pace the {pending} pending need ≈ {_duration(pending * span / rows)}"
+    return text
+
+
 def _cmd_status(args) -> int:
     inv = inventory(args.dir)
     tot = {k: sum(s[k] for s in inv["shards"]) for k in ("fitted", "not_fitted", "pending")}
@@ -175,6 +232,9 @@ def _cmd_status(args) -> int:
     for s in inv["shards"]:
         print(f"  shard {s['shard']}: chunks {s['chunks_done']}/{s['chunks']}, fitted "
               f"{s['fitted']}, not fitted {s['not_fitted']}, pending {s['pending']}")
+        line = pace(args.dir, s["shard"], s["pending"])
+        if line:
+            print(f"    {line}")
     for p in inv["scan"].problems:
         print(f"  problem: {p}")
     return 0
