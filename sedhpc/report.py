@@ -42,6 +42,7 @@ def load(directory) -> dict:
     ok = (d["flags"] & (SKIP | Flags.FIT_FAILED)) == 0
     out = {k: (v[ok] if isinstance(v, np.ndarray) else v) for k, v in d.items()}
     out["names"] = list(d["quantities"])
+    out["stored"] = int(len(d["row"]))  # rows with a result (fitted or flagged)
     return out
 
 
@@ -204,7 +205,9 @@ def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
     if where:
         run = select(run, tt, where)
     meta = json.loads((Path(directory) / "fit.json").read_text())
+    pending = int(meta["nrows"]) - run["stored"]
     summary = {"fit": str(directory), "fitted": int(len(run["row"])),
+               **({"pending": pending} if pending else {}),
                **({"where": list(where)} if where else {}),
                "not_converged": float(np.mean((run["flags"] & Flags.NOT_CONVERGED) != 0))
                if len(run["row"]) else float("nan"),

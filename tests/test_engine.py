@@ -206,6 +206,9 @@ def test_array_job_of_three_shards_plus_merge_equals_single_run(setup, tmp_path)
             st = sedhpc("status", out).stdout
             assert "shard 1: chunks 0/3" in st and "pending" in st
             assert "attempt 1 (1 rank(s)): 12 galaxies in" in st and "need ≈" not in st, st
+            rep = sedhpc("report", out, "--out", tmp_path / "rep")
+            assert "8 galaxies (the run is not finished: 24 catalog rows pending" in rep.stdout
+            assert json.loads((tmp_path / "rep" / "summary.json").read_text())["pending"] == 24
             assert sedhpc("merge", out, "--out", tmp_path / "x.fits").returncode == 2
     assert sedhpc("check", out).returncode == 0
     for d, name in ((out, "a.fits"), (setup["ref"], "b.fits")):

@@ -37,7 +37,9 @@ def _cmd_report(args) -> int:
         print(f"sedhpc report: {exc}")
         return 2
     print(f"{args.out}/summary.json: {s['fitted']} galaxies"
-          + (f" with {' and '.join(args.where)}" if args.where else ""))
+          + (f" with {' and '.join(args.where)}" if args.where else "")
+          + (f" (the run is not finished: {s['pending']} catalog rows pending; these numbers "
+             "are for the rows done so far)" if s.get("pending") else ""))
     for name, v in s.get("recovery", {}).items():
         print(f"  {name}: bias {v['bias']:+.3f}, 68th pct |Δ| {v['p68_abs_error']:.3f}, "
               f"coverage 68 % {v['in68']:.2f}, 95 % {v['in95']:.2f}")
