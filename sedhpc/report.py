@@ -15,7 +15,6 @@ photo-z metrics, and per-galaxy plots.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,7 @@ QUANTITIES = {"logmass": ("logmass", None), "logzsol": ("logzsol", None),
 def load(directory) -> dict:
     """Fitted galaxies of a fit directory: ids, rows, samples (n, N, P), percentiles,
     quantity names, flags (galaxies not fitted are left out)."""
-    if not (Path(directory) / "fit.json").exists():
-        raise FileNotFoundError(f"{directory} is not a fit directory (no fit.json)")
+    store.read_meta(directory)
     d = store.read(directory, samples=True)
     if not len(d["row"]):
         raise ValueError(f"{directory} holds no fitted galaxies yet")
@@ -204,7 +202,7 @@ def make_report(directory, out, truth_path=None, reference=None, galaxies=(),
     tt = Table.read(truth_path) if truth_path else None
     if where:
         run = select(run, tt, where)
-    meta = json.loads((Path(directory) / "fit.json").read_text())
+    meta = store.read_meta(directory)
     pending = int(meta["nrows"]) - run["stored"]
     summary = {"fit": str(directory), "fitted": int(len(run["row"])),
                **({"pending": pending} if pending else {}),

@@ -193,7 +193,7 @@ def reweight(directory, prior: dict | None, out, min_ess: float = 50.0, seed: in
     src, out = Path(directory), Path(out)
     if src.resolve() == out.resolve():
         raise ValueError("--out must be a new directory, not the fit itself")
-    meta = json.loads((src / "fit.json").read_text())
+    meta = store.read_meta(src)
     settings = _fit_settings(prior, sps, min_ess, seed, src)
     sc = store.scan(src)
     setup = None

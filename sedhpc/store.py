@@ -40,6 +40,20 @@ SCALARS = {"flags": "u4", "zred": "f8", "logz": "f8", "logzerr": "f8", "ess": "f
            "chi2": "f4", "nbands": "i2", "runtime": "f4"}
 
 
+def read_meta(directory) -> dict:
+    """``fit.json`` of a fit directory (settings, identity, catalog size); a clear error when
+    the directory is not a fit directory or the file is damaged."""
+    path = Path(directory) / "fit.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{directory} is not a fit directory (no fit.json)")
+    try:
+        meta = json.loads(path.read_text())
+        meta["config"]["chunk"], meta["nrows"], meta["identity"]["nshards"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is damaged or not written by sedhpc fit ({err!r})") from None
+    return meta
+
+
 def quantise(x: np.ndarray):
     """Samples (n, N, P) → (uint16 codes, lo (n, P), step (n, P)); x ≈ lo + code·step, error
     ≤ step/2 = (max − min)/131070 per galaxy and quantity."""

@@ -405,3 +405,20 @@ def test_status_pace_from_the_ranks_logs(tmp_path):
     assert pace(tmp_path, 1, 10, now=now) == (
         "attempt 3 (1 rank(s)): ready 4 min ago, no chunk written yet")
     assert pace(tmp_path, 2, 10, now=now) is None
+
+
+def test_damaged_fit_json_gets_a_clear_error(tmp_path):
+    """status / check / merge / report / reweight on a directory whose fit.json is cut short
+    or not sedhpc's: exit 2 with one line naming the file, no traceback."""
+    for text in ("{\"config\": {\"chunk\": 4", "{}"):
+        d = tmp_path / f"d{len(text)}"
+        d.mkdir()
+        (d / "fit.json").write_text(text)
+        for cmd in (["status", d], ["check", d], ["merge", d, "--out", tmp_path / "m.fits"],
+                    ["report", d, "--out", tmp_path / "r"],
+                    ["reweight", d, "--sps", "embedded", "--out", tmp_path / "w"]):
+            res = sedhpc(*cmd)
+            msg = res.stdout + res.stderr
+            assert res.returncode == 2, (cmd, msg)
+            assert "fit.json is damaged or not written by sedhpc fit" in msg, (cmd, msg)
+            assert "Traceback" not in msg, (cmd, msg)

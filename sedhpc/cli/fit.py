@@ -144,19 +144,15 @@ def inventory(directory) -> dict:
     from ..scheduler import shard_chunks
 
     directory = Path(directory)
-    meta_path = directory / "fit.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{directory} is not a fit directory (no fit.json)")
-    meta = json.loads(meta_path.read_text())
-    chunk, nrows = meta["config"]["chunk"], meta["nrows"]
+    meta = store.read_meta(directory)
+    chunk, nrows, nshards = meta["config"]["chunk"], meta["nrows"], meta["identity"]["nshards"]
     sc = store.scan(directory)
     data = store.read(directory, sc)
     bad = (data["flags"] & (SKIP | Flags.FIT_FAILED)) != 0 if len(data["row"]) else []
     failed_rows = set(np.asarray(data["row"])[bad].tolist()) if len(data["row"]) else set()
     shards = []
-    n = meta["identity"]["nshards"]
-    for i in range(n):
-        mine = shard_chunks(nrows, chunk, i, n)
+    for i in range(nshards):
+        mine = shard_chunks(nrows, chunk, i, nshards)
         rows_total = sum(min((c + 1) * chunk, nrows) - c * chunk for c in mine)
         done = [c for c in mine if c in sc.chunks]
         rows_done = sum(sc.chunks[c][2] for c in done)
