@@ -51,11 +51,8 @@ def _finite_or_none(obj):
 def json_text(obj) -> str:
     """Strict JSON for summary files: NaN and ±inf (an empty redshift bin, a statistic with no
     galaxies) become ``null``, so ``jq``, JavaScript and other strict readers load them;
-    numpy scalars are written as numbers."""
+    numpy scalars and arrays are written as numbers and lists."""
     def number(v):
-        try:
-            return v.item()  # numpy scalar → Python
-        except AttributeError:
-            return float(v)
+        return v.tolist() if hasattr(v, "tolist") else float(v)
     return json.dumps(_finite_or_none(json.loads(json.dumps(obj, default=number))),
                       indent=1, allow_nan=False)

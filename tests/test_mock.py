@@ -219,11 +219,12 @@ def test_photoz_metrics_known_answer():
     import json
     from sedhpc.provenance import json_text
     m3 = photoz_metrics(zt + dz * (1 + zt), zt, bins=[0, 1, 3, 6])
-    text = json_text({"photoz": m3, "count": np.int64(3), "x": np.float32(0.5)})
+    text = json_text({"photoz": m3, "count": np.int64(3), "x": np.float32(0.5),
+                      "a": np.array([1.0, np.nan])})
     back = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in summary JSON"))
     assert back["photoz"]["bins"][2] == {"zlo": 3, "zhi": 6, "n": 0, "sigma_nmad": None,
                                          "bias": None, "outliers": None}
-    assert back["count"] == 3 and back["x"] == 0.5
+    assert back["count"] == 3 and back["x"] == 0.5 and back["a"] == [1.0, None]
     assert back["photoz"]["bins"][0]["sigma_nmad"] == pytest.approx(
         m3["bins"][0]["sigma_nmad"])
 
