@@ -401,6 +401,48 @@ def test_training_resumes_from_checkpoint(small_set, tmp_path):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
 
 
+def test_training_continues_from_an_emulator_file(small_set, tmp_path):
+    """--init starts from a trained file's networks (weights, normalisation): with a vanishing
+    learning rate the result is the starting file; with a real schedule the validation RMSE
+    starts where the file ended and never ends above it; a different split, width or window
+    is refused with a message."""
+    from sedhpc.config import ConfigError
+
+    first = train(small_config(small_set, tmp_path / "a.h5", max_epochs=15, lr=[1e-3],
+                               batch=[128], windows=[[0.01, 1.2], [0.8, 2.0]]),
+                  log=lambda m: None)
+    a = io.read(first)
+    logs = []
+    same = train(small_config(small_set, tmp_path / "b.h5", max_epochs=1, lr=[1e-12],
+                              batch=[128], windows=[[0.01, 1.2], [0.8, 2.0]],
+                              init=str(first)), log=logs.append)
+    b = io.read(same)
+    for na, nb in zip(a.nets, b.nets):
+        for wa, wb in zip(na.weights + na.biases, nb.weights + nb.biases):
+            np.testing.assert_allclose(wa, wb, atol=1e-6)
+        np.testing.assert_allclose(na.x_mean, nb.x_mean, rtol=1e-6)
+        np.testing.assert_allclose(na.residuals, nb.residuals, atol=1e-5)
+        assert nb.attrs["init_epochs"] == na.attrs["epochs"]
+    start = [float(m.rsplit(" ", 1)[1]) for m in logs if "starting from" in m]
+    assert len(start) == 2  # ≈ where the first run ended (another 10 % of the same draws)
+    for s0, na in zip(start, a.nets):
+        assert abs(s0 / na.attrs["best_val_rmse"] - 1) < 0.2
+    more = train(small_config(small_set, tmp_path / "c.h5", max_epochs=15, lr=[3e-4, 1e-4],
+                              batch=[128, 512], windows=[[0.01, 1.2], [0.8, 2.0]],
+                              init=str(first)), log=lambda m: None)
+    for k, nc in enumerate(io.read(more).nets):
+        hist = json.loads(nc.attrs["history_json"])
+        assert hist[0][3] < 1.5 * start[k]  # continued, not restarted (random: ≈ 4 mag)
+        assert nc.attrs["best_val_rmse"] <= start[k] * 1.05
+    bad = [dict(limit=2500), dict(width=32), dict(windows=[[0.01, 2.0]])]
+    for kw in bad:
+        args = dict(max_epochs=1, lr=[1e-4], batch=[128],
+                    windows=[[0.01, 1.2], [0.8, 2.0]], init=str(first))
+        args.update(kw)
+        with pytest.raises(ConfigError, match="trained on|width|no network"):
+            train(small_config(small_set, tmp_path / "d.h5", **args), log=lambda m: None)
+
+
 def test_validate_and_emulate_commands(small_set, tmp_path):
     from astropy.table import Table
 

@@ -35,6 +35,10 @@ def register(sub) -> None:
     p.add_argument("--no-mass-normalise", action="store_true",
                    help="take logmass as an ordinary input instead of emulating a reference "
                         "mass and scaling the fluxes (the default)")
+    p.add_argument("--init", metavar="EMU.h5",
+                   help="continue from the networks of this emulator (same training set, "
+                        "seed, windows, width and depth) instead of random weights, e.g. a "
+                        "further schedule on a bundled emulator")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -104,7 +108,7 @@ def _cmd_train(args) -> int:
         "lr": _floats(args.lr), "batch": _floats(args.batch, int), "patience": args.patience,
         "max_epochs": args.max_epochs, "windows": windows, "seed": args.seed,
         "bands": args.bands.split(",") if args.bands else None, "limit": args.limit,
-        "device": args.device, "threads": args.threads,
+        "device": args.device, "threads": args.threads, "init": args.init,
         "mass_normalise": False if args.no_mass_normalise else None,
         "progress": False if args.no_progress else None})
     t0 = time.perf_counter()

@@ -17,6 +17,11 @@ split, stopping when the validation loss has not improved for ``patience`` epoch
 the test set for the residual statistics stored with the emulator. Training is checkpointed
 after every epoch (atomically) and resumes from the checkpoint. Stitched emulators train one
 network per redshift window on the draws inside it.
+
+``init`` continues from the networks of an existing emulator file (its normalisation, weights
+and test split: the same training set, seed and test fraction are required, so that the stored
+test-set statistics stay out of sample), e.g. a further (learning rate, batch) schedule after
+the first has levelled off; the starting weights count as the first step's best.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     progress: bool = True
+    init: str | None = None
 
     def validate(self) -> None:
         if self.width < 1 or self.depth < 1:
@@ -117,20 +123,37 @@ def _split(n: int, frac: float, rng: np.random.Generator):
     return perm[k:], perm[:k]
 
 
-def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: str, log):
+def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: str, log,
+         init=None):
     """Train one network on (x, y) numpy arrays; resumes from ``ckpt_path`` when it was written
-    for the same ``key`` (settings, window, data size)."""
+    for the same ``key`` (settings, window, data size). ``init`` (weights, biases, x_mean,
+    x_std, y_mean) starts from a trained network instead of a random one, with its
+    normalisation; its weights are the best of the first step until something beats them."""
     torch = _torch()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" \
         else cfg.device
     torch.manual_seed(seed)
-    x_mean, x_std = x.mean(axis=0), x.std(axis=0)
-    x_std[x_std == 0] = 1.0
-    y_mean = y.mean(axis=0)
+    if init is None:
+        x_mean, x_std = x.mean(axis=0), x.std(axis=0)
+        x_std[x_std == 0] = 1.0
+        y_mean = y.mean(axis=0)
+    else:
+        x_mean, x_std, y_mean = (np.asarray(a, dtype=np.float64) for a in init[2:])
     xt = torch.as_tensor((x - x_mean) / x_std, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y - y_mean, dtype=torch.float32, device=device)
     net = build_network(x.shape[1], y.shape[1], cfg.width, cfg.depth).to(device)
     state = {"step": 0, "epoch": 0, "best": float("inf"), "stale": 0, "history": []}
+    if init is not None:
+        layers = [m for m in net if hasattr(m, "weight")]
+        with torch.no_grad():
+            for m, w, b in zip(layers, init[0], init[1]):
+                m.weight.copy_(torch.as_tensor(np.asarray(w).T, dtype=torch.float32))
+                m.bias.copy_(torch.as_tensor(np.asarray(b), dtype=torch.float32))
+        net.eval()
+        with torch.no_grad():
+            va = _split(len(xt), cfg.val_fraction, np.random.default_rng([seed, 0]))[1]
+            state["best"] = _rmse(net, xt, yt, torch.as_tensor(va, device=device))
+        log(f"{label}: starting from the given network, validation RMSE {state['best']:.5f}")
     opt = torch.optim.NAdam(net.parameters(), lr=cfg.lr[0])
     best = copy.deepcopy(net.state_dict())
     if ckpt_path.exists():
@@ -195,6 +218,26 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
     return ws, bs_, x_mean, x_std, y_mean, state, time.perf_counter() - t0, net
 
 
+def _init_networks(cfg: TrainConfig, ts, windows) -> list:
+    """The networks of ``cfg.init``, one per window of this run, checked against its settings."""
+    start = io.read(cfg.init)
+    if start.param_names != ts.param_names or start.band_names != ts.band_names:
+        raise cfgmod.ConfigError(f"{cfg.init} emulates other parameters or bands than this "
+                                 "training set (with --bands) provides")
+    nets = []
+    for lo, hi in windows:
+        match = [n for n in start.nets
+                 if abs(n.zrange[0] - lo) < 1e-9 and abs(n.zrange[1] - hi) < 1e-9]
+        if not match:
+            raise cfgmod.ConfigError(f"{cfg.init} has no network for the window [{lo}, {hi}] "
+                                     f"(its windows: {start.windows})")
+        if (match[0].width, match[0].depth) != (cfg.width, cfg.depth):
+            raise cfgmod.ConfigError(f"{cfg.init} has width {match[0].width} × depth "
+                                     f"{match[0].depth}, not {cfg.width} × {cfg.depth}")
+        nets.append(match[0])
+    return nets
+
+
 def _rmse(net, xt, yt, idx, chunk: int = 65536) -> float:
     torch = _torch()
     tot, n = 0.0, 0
@@ -255,6 +298,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     rng = np.random.default_rng(cfg.seed)
     train_idx, test_idx = _split(len(theta), cfg.test_fraction, rng)
     out = Path(cfg.out)
+    start = _init_networks(cfg, ts, windows) if cfg.init else None
     nets = []
     for k, (lo, hi) in enumerate(windows):
         sel = train_idx[(z[train_idx] >= lo) & (z[train_idx] <= hi)]
@@ -271,16 +315,43 @@ def train(cfg: TrainConfig, log=print) -> Path:
         xin = theta[sel].copy()
         xin[:, log_cols] = np.log10(np.maximum(xin[:, log_cols], 1e-6))
         keep = [j for j in range(xin.shape[1]) if j != im]
+        init = None
+        if start is not None:
+            net0 = start[k]
+            if (net0.attrs.get("n_train"), net0.attrs.get("n_test")) != (len(sel), len(tsel)):
+                raise cfgmod.ConfigError(
+                    f"{label}: {cfg.init} was trained on {net0.attrs.get('n_train')} draws and "
+                    f"tested on {net0.attrs.get('n_test')}, this split has {len(sel)} and "
+                    f"{len(tsel)}: continue training on the same training set with the same "
+                    "seed, limit and test fraction, or the test draws would include draws "
+                    "the network has already been trained on")
+            if (net0.mass_ref is None) != (im is None) or (
+                    im is not None and abs(net0.mass_ref - mass_ref) > 1e-9) or \
+                    json.loads(net0.attrs.get("log_inputs", "[]")) != log_cols:
+                raise cfgmod.ConfigError(f"{label}: {cfg.init} differs in mass normalisation "
+                                         "or log inputs from these settings")
+            w_first = np.delete(net0.weights[0], im, axis=0) if im is not None \
+                else net0.weights[0]
+            init = ([w_first] + list(net0.weights[1:]), net0.biases,
+                    np.delete(net0.x_mean, im) if im is not None else net0.x_mean,
+                    np.delete(net0.x_std, im) if im is not None else net0.x_std, net0.y_mean)
         ws, bs, xm, xs, ym, state, secs, _ = _fit(xin[:, keep], target[sel], cfg, cfg.seed + k,
-                                                   ckpt, label, key, log)
+                                                   ckpt, label, key, log, init=init)
         attrs = {"n_train": len(sel), "n_test": len(tsel), "train_seconds": secs,
                  "epochs": len(state["history"]), "best_val_rmse": state["final"],
                  "log_inputs": json.dumps(log_cols),
                  "history_json": json.dumps(state["history"])}
+        if start is not None:
+            attrs.update(init_emulator=str(Path(cfg.init).resolve()),
+                         init_epochs=int(net0.attrs.get("epochs", 0)) + int(
+                             net0.attrs.get("init_epochs", 0)),
+                         init_train_seconds=float(net0.attrs.get("train_seconds", 0.0)) + float(
+                             net0.attrs.get("init_train_seconds", 0.0)))
         if im is not None:  # logmass back as an input with zero weights (the kernel scales)
             ws[0] = np.insert(ws[0], im, 0.0, axis=0)
-            xm = np.insert(xm, im, xin[:, im].mean())
-            xs = np.insert(xs, im, max(float(xin[:, im].std()), 1e-12))
+            xm = np.insert(xm, im, xin[:, im].mean() if init is None else net0.x_mean[im])
+            xs = np.insert(xs, im, max(float(xin[:, im].std()), 1e-12) if init is None
+                           else net0.x_std[im])
             attrs["mass_ref"] = mass_ref
         th = theta[sel]
         net = io.Network(ws, bs, xm, xs, ym, th.min(axis=0), th.max(axis=0), (lo, hi),
