@@ -404,8 +404,9 @@ def test_training_resumes_from_checkpoint(small_set, tmp_path):
 def test_training_continues_from_an_emulator_file(small_set, tmp_path):
     """--init starts from a trained file's networks (weights, normalisation): with a vanishing
     learning rate the result is the starting file; with a real schedule the validation RMSE
-    starts where the file ended and never ends above it; a different split, width or window
-    is refused with a message."""
+    starts where the file ended and does not end above it, and a schedule that only makes it
+    worse leaves the file's networks; a different split, width or window is refused with a
+    message."""
     from sedhpc.config import ConfigError
 
     first = train(small_config(small_set, tmp_path / "a.h5", max_epochs=15, lr=[1e-3],
@@ -434,6 +435,16 @@ def test_training_continues_from_an_emulator_file(small_set, tmp_path):
         hist = json.loads(nc.attrs["history_json"])
         assert hist[0][3] < 1.5 * start[k]  # continued, not restarted (random: ≈ 4 mag)
         assert nc.attrs["best_val_rmse"] <= start[k] * 1.05
+    # a schedule that only makes it worse (a learning rate far too high) leaves the file's
+    # networks as they were
+    logs = []
+    worse = train(small_config(small_set, tmp_path / "w.h5", max_epochs=2, lr=[0.5],
+                               batch=[128], windows=[[0.01, 1.2], [0.8, 2.0]],
+                               init=str(first)), log=logs.append)
+    assert sum("stays" in m for m in logs) == 2, logs
+    for na, nw in zip(a.nets, io.read(worse).nets):
+        for wa, ww in zip(na.weights, nw.weights):
+            np.testing.assert_allclose(wa, ww, atol=1e-6)
     bad = [dict(limit=2500), dict(width=32), dict(windows=[[0.01, 2.0]])]
     for kw in bad:
         args = dict(max_epochs=1, lr=[1e-4], batch=[128],

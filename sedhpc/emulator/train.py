@@ -21,7 +21,9 @@ network per redshift window on the draws inside it.
 ``init`` continues from the networks of an existing emulator file (its normalisation, weights
 and test split: the same training set, seed and test fraction are required, so that the stored
 test-set statistics stay out of sample), e.g. a further (learning rate, batch) schedule after
-the first has levelled off; the starting weights count as the first step's best.
+the first has levelled off (a warm restart: the first step may start at a higher learning rate);
+when the new schedule ends above the given network on the last step's validation draws, the
+given network is kept.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
     """Train one network on (x, y) numpy arrays; resumes from ``ckpt_path`` when it was written
     for the same ``key`` (settings, window, data size). ``init`` (weights, biases, x_mean,
     x_std, y_mean) starts from a trained network instead of a random one, with its
-    normalisation; its weights are the best of the first step until something beats them."""
+    normalisation; it is returned unchanged when the schedule ends above it."""
     torch = _torch()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" \
         else cfg.device
@@ -143,17 +145,19 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
     yt = torch.as_tensor(y - y_mean, dtype=torch.float32, device=device)
     net = build_network(x.shape[1], y.shape[1], cfg.width, cfg.depth).to(device)
     state = {"step": 0, "epoch": 0, "best": float("inf"), "stale": 0, "history": []}
+    init_sd = None
     if init is not None:
         layers = [m for m in net if hasattr(m, "weight")]
         with torch.no_grad():
             for m, w, b in zip(layers, init[0], init[1]):
                 m.weight.copy_(torch.as_tensor(np.asarray(w).T, dtype=torch.float32))
                 m.bias.copy_(torch.as_tensor(np.asarray(b), dtype=torch.float32))
+        init_sd = copy.deepcopy(net.state_dict())
         net.eval()
         with torch.no_grad():
             va = _split(len(xt), cfg.val_fraction, np.random.default_rng([seed, 0]))[1]
-            state["best"] = _rmse(net, xt, yt, torch.as_tensor(va, device=device))
-        log(f"{label}: starting from the given network, validation RMSE {state['best']:.5f}")
+            r0 = _rmse(net, xt, yt, torch.as_tensor(va, device=device))
+        log(f"{label}: starting from the given network, validation RMSE {r0:.5f}")
     opt = torch.optim.NAdam(net.parameters(), lr=cfg.lr[0])
     best = copy.deepcopy(net.state_dict())
     if ckpt_path.exists():
@@ -213,6 +217,22 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
     if bar is not None:
         bar.close()
     net.load_state_dict(best)
+    if init_sd is not None:
+        # the schedule may start above the given network (a warm restart); keep whichever of
+        # the two does better on the last step's validation draws
+        va = torch.as_tensor(_split(len(xt), cfg.val_fraction, np.random.default_rng(
+            [seed, len(cfg.lr) - 1]))[1], device=device)
+        net.eval()
+        with torch.no_grad():
+            r_new = _rmse(net, xt, yt, va)
+            net.load_state_dict(init_sd)
+            r_init = _rmse(net, xt, yt, va)
+        if r_init <= r_new:
+            log(f"{label}: the given network stays (validation RMSE {r_init:.5f} ≤ {r_new:.5f})")
+            best, state["final"] = init_sd, r_init
+        else:
+            log(f"{label}: validation RMSE {r_init:.5f} → {r_new:.5f}")
+        net.load_state_dict(best)
     ws = [m.weight.detach().cpu().numpy().T.copy() for m in net if hasattr(m, "weight")]
     bs_ = [m.bias.detach().cpu().numpy().copy() for m in net if hasattr(m, "bias")]
     return ws, bs_, x_mean, x_std, y_mean, state, time.perf_counter() - t0, net
