@@ -268,6 +268,24 @@ def test_stitch_per_window_files(tmp_path):
     assert s.windows == WINDOWS and s.attrs["kind"] == "stitched"
     with pytest.raises(ValueError, match="overlap or touch"):
         io.stitch([paths[0], paths[2]])
+    # one window retrained: --replace takes it from the first file, the others from the
+    # stitched one; a σ(θ) model survives only where every window has one
+    full = io.read(tmp_path / "s.h5")
+    for n in full.nets:
+        n.sigma_coef = rng.normal(size=(len(BANDS), 1 + 2 * len(NAMES)))
+    io.write(tmp_path / "s_sig.h5", full)
+    new = random_net(rng, 32, zrange=WINDOWS[1])
+    io.write(tmp_path / "new1.h5", emu_file([new]))
+    with pytest.raises(ValueError, match="overlap"):
+        io.stitch([tmp_path / "new1.h5", tmp_path / "s_sig.h5"])
+    assert main(["stitch", str(tmp_path / "new1.h5"), str(tmp_path / "s_sig.h5"), "--replace",
+                 "--out", str(tmp_path / "r.h5")]) == 0
+    r = io.read(tmp_path / "r.h5")
+    assert r.windows == WINDOWS
+    np.testing.assert_allclose(r.nets[1].weights[0], new.weights[0], rtol=1e-6)
+    np.testing.assert_allclose(r.nets[0].weights[0], full.nets[0].weights[0], rtol=1e-6)
+    assert all(n.sigma_coef is None for n in r.nets) and "sigma_model" not in r.attrs
+    assert all(n.sigma_coef is not None for n in io.stitch([tmp_path / "s_sig.h5"]).nets)
 
 
 def test_file_round_trip(tmp_path):

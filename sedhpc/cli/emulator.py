@@ -49,6 +49,10 @@ def register(sub) -> None:
                                    "sin²/cos² weights in the overlaps.")
     p.add_argument("emulators", nargs="+", help="emulator files, one or more windows each")
     p.add_argument("--out", required=True, help="stitched emulator file to write")
+    p.add_argument("--replace", action="store_true",
+                   help="a window of an earlier file replaces the same window of a later one "
+                        "(e.g. a retrained window into a stitched emulator); refit the σ(θ) "
+                        "model afterwards (emulator-sigma)")
     p.set_defaults(func=_cmd_stitch)
 
     p = sub.add_parser("emulate", help="emulator predictions for a table of parameters",
@@ -126,8 +130,9 @@ def _cmd_train(args) -> int:
 def _cmd_stitch(args) -> int:
     from ..emulator import io
 
-    emu = io.stitch(args.emulators)
-    io.write(args.out, emu, {"command": "stitch", "emulators": args.emulators})
+    emu = io.stitch(args.emulators, replace=args.replace)
+    io.write(args.out, emu, {"command": "stitch", "emulators": args.emulators,
+                             "replace": args.replace})
     print(f"wrote {args.out}: windows {emu.windows}")
     return 0
 

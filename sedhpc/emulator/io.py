@@ -25,6 +25,7 @@ A single emulator is a stitched one with one window.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,10 +170,12 @@ def read(path) -> EmulatorFile:
                         attrs)
 
 
-def stitch(files, check=True) -> EmulatorFile:
+def stitch(files, check=True, replace=False) -> EmulatorFile:
     """Combine emulators trained one per redshift window (e.g. each from its own training set)
     into one stitched emulator. They must share parameters and bands; windows are sorted and
-    must overlap or touch, with at most two overlapping at any redshift."""
+    must overlap or touch, with at most two overlapping at any redshift. With ``replace``, a
+    window given by an earlier file replaces the same window of a later one (a retrained
+    window into a stitched emulator). A σ(θ) model is kept only if every window has one."""
     parts = [f if isinstance(f, EmulatorFile) else read(f) for f in files]
     if not parts:
         raise ValueError("nothing to stitch")
@@ -180,7 +183,16 @@ def stitch(files, check=True) -> EmulatorFile:
     for p, name in zip(parts[1:], list(files)[1:]):
         if p.param_names != first.param_names or p.band_names != first.band_names:
             raise ValueError(f"{name}: parameters or bands differ from {list(files)[0]}")
-    nets = sorted((n for p in parts for n in p.nets), key=lambda n: n.zrange[0])
+    nets = [n for p in parts for n in p.nets]
+    if replace:
+        kept = []
+        for n in nets:
+            if not any(np.allclose(n.zrange, m.zrange, rtol=0, atol=1e-9) for m in kept):
+                kept.append(n)
+        nets = kept
+    nets = sorted(nets, key=lambda n: n.zrange[0])
+    if any(n.sigma_coef is None for n in nets):
+        nets = [dataclasses.replace(n, sigma_coef=None) for n in nets]
     w = [n.zrange for n in nets]
     for k in range(len(w) - 1):
         if not w[k][0] < w[k + 1][0] <= w[k][1] < w[k + 1][1]:
@@ -188,7 +200,9 @@ def stitch(files, check=True) -> EmulatorFile:
         if k + 2 < len(w) and w[k + 2][0] < w[k][1]:
             raise ValueError(f"windows {w[k]} and {w[k + 2]} overlap: at most two may")
     attrs = {k: v for k, v in first.attrs.items()
-             if k in ("model", "sps", "distribution", "prior", "torch_version", "sigma_model")}
+             if k in ("model", "sps", "distribution", "prior", "torch_version")}
+    if all(n.sigma_coef is not None for n in nets) and "sigma_model" in first.attrs:
+        attrs["sigma_model"] = first.attrs["sigma_model"]
     for key in ("trainset", "trainset_hash", "trainset_git_hash", "git_hash"):
         values = sorted({str(p.attrs.get(key, "")) for p in parts})
         attrs[key if key != "git_hash" else "parts_git_hash"] = (
