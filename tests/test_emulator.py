@@ -472,6 +472,43 @@ def test_training_continues_from_an_emulator_file(small_set, tmp_path):
             train(small_config(small_set, tmp_path / "d.h5", **args), log=lambda m: None)
 
 
+def test_log_inputs_with_offsets(small_set, tmp_path):
+    """A parameter that reaches 0 (dust2: the far-IR flux ∝ absorbed light, ∝ dust2 at small
+    dust2) can enter as log10(θ + offset): the file records the offsets, the kernel and the σ
+    model's inputs apply them exactly as training did, --init refuses another offset, and a
+    bad offset is a clear error."""
+    from sedhpc.config import ConfigError
+    from sedhpc.emulator.errors import net_inputs
+    from sedhpc.trainset import load
+
+    kw = dict(max_epochs=3, lr=[1e-3], batch=[128], log_inputs=["zred", "dust2"])
+    path = train(small_config(small_set, tmp_path / "a.h5", log_offsets=[0.0, 1e-3], **kw),
+                 log=lambda m: None)
+    net = io.read(path).nets[0]
+    iz, idust = NAMES.index("zred"), NAMES.index("dust2")
+    assert net.log_inputs == ([iz, idust], [0.0, 1e-3])
+    theta = load(small_set / "train").theta[:300].copy()
+    theta[:5, idust] = 0.0  # on the boundary: log10(1e-3), finite
+    x = theta.copy()
+    x[:, iz], x[:, idust] = np.log10(x[:, iz]), np.log10(x[:, idust] + 1e-3)
+    ref = torch_forward(net, x)
+    pred = Emulator(path, xp="numpy").predict(theta)
+    im = NAMES.index("logmass")
+    np.testing.assert_allclose(pred.mags, scale_mass(ref[:, :-1].astype(np.float64),
+                                                     theta[:, im] - 12.5), atol=1e-5)
+    assert np.all(np.isfinite(pred.mags[:5]))
+    np.testing.assert_allclose(net_inputs(net, theta), (x - net.x_mean) / net.x_std, rtol=1e-9,
+                               atol=1e-12)
+    # a file without log_offsets (format 2 before offsets) reads as offsets 0
+    net.attrs.pop("log_offsets")
+    assert net.log_inputs == ([iz, idust], [0.0, 0.0])
+    with pytest.raises(ConfigError, match="differs in mass normalisation or log inputs"):
+        train(small_config(small_set, tmp_path / "b.h5", log_offsets=[0.0, 1e-2],
+                           init=str(path), **kw), log=lambda m: None)
+    with pytest.raises(ConfigError, match="one value ≥ 0 per log input"):
+        small_config(small_set, tmp_path / "c.h5", log_offsets=[1e-3], **kw)
+
+
 def test_validate_and_emulate_commands(small_set, tmp_path):
     from astropy.table import Table
 

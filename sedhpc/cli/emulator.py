@@ -35,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--no-mass-normalise", action="store_true",
                    help="take logmass as an ordinary input instead of emulating a reference "
                         "mass and scaling the fluxes (the default)")
+    p.add_argument("--log-inputs", metavar="P[:OFFSET],...",
+                   help="parameters the network takes as log10(P + OFFSET) (default zred; "
+                        "e.g. zred,dust2:1e-4; 'none' for all linear)")
     p.add_argument("--init", metavar="EMU.h5",
                    help="continue from the networks of this emulator (same training set, "
                         "seed, windows, width and depth) instead of random weights, e.g. a "
@@ -107,7 +110,18 @@ def _cmd_train(args) -> int:
     from ..emulator.train import TrainConfig, train
 
     windows = None if args.windows is None else [_floats(w) for w in args.windows]
+    log_inputs = log_offsets = None
+    if args.log_inputs is not None:
+        items = [] if args.log_inputs.strip().lower() == "none" else [
+            i.split(":") for i in args.log_inputs.split(",") if i.strip()]
+        try:
+            log_inputs = [i[0].strip() for i in items]
+            log_offsets = [float(i[1]) if len(i) > 1 else 0.0 for i in items]
+        except ValueError:
+            raise config.ConfigError(f"--log-inputs {args.log_inputs!r}: expected "
+                                     "PARAM[:OFFSET],... (e.g. zred,dust2:1e-4)") from None
     cfg = config.load(TrainConfig, "train", args.config, {
+        "log_inputs": log_inputs, "log_offsets": log_offsets,
         "trainset": args.trainset, "out": args.out, "width": args.width, "depth": args.depth,
         "lr": _floats(args.lr), "batch": _floats(args.batch, int), "patience": args.patience,
         "max_epochs": args.max_epochs, "windows": windows, "seed": args.seed,

@@ -34,20 +34,19 @@ SIGMA_MIN = 0.005
 LOG_VAR_MIN, LOG_VAR_MAX = 2 * np.log(SIGMA_MIN), 2 * np.log(2.0)
 
 
-def normalised(theta, log_cols, mean, std, xp=np):
-    """The network's own normalised inputs: log10 of the ``log_cols`` (floored at 1e-6), then
-    (θ − mean)/std; float64."""
+def normalised(theta, log_inputs, mean, std, xp=np):
+    """The network's own normalised inputs: ``log_inputs`` = (columns, offsets) taken as
+    log10(θ + offset) (:func:`io.to_log`), then (θ − mean)/std; float64."""
     x = xp.asarray(theta, dtype=xp.float64)
-    if log_cols:
-        x = x.copy()
-        x[:, log_cols] = xp.log10(xp.maximum(x[:, log_cols], 1e-6))
+    cols, offsets = log_inputs
+    if cols:
+        x = io.to_log(x.copy(), cols, offsets, xp)
     return (x - mean) / std
 
 
 def net_inputs(net: io.Network, theta, xp=np):
     """:func:`normalised` with window ``net``'s log inputs and normalisation."""
-    return normalised(theta, json.loads(str(net.attrs.get("log_inputs", "[]"))),
-                      xp.asarray(net.x_mean), xp.asarray(net.x_std), xp)
+    return normalised(theta, net.log_inputs, xp.asarray(net.x_mean), xp.asarray(net.x_std), xp)
 
 
 def features(net: io.Network, theta, xp=np):

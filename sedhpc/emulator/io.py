@@ -18,7 +18,9 @@ Layout (format version 2; version 1, without ``mass_ref``, is read too)::
                          optional mass_ref: the network emulates the photometry of mass
                          formed 10^mass_ref Msun (its logmass weights are zero) and the kernel
                          scales the fluxes by 10^(logmass − mass_ref): photometry is exactly
-                         proportional to the mass formed, so the network need not learn it
+                         proportional to the mass formed, so the network need not learn it;
+                         log_inputs (JSON list of parameter columns the network takes as
+                         log10(θ + offset)) and optional log_offsets (JSON list, zeros if absent)
 
 A single emulator is a stitched one with one window.
 """
@@ -66,6 +68,13 @@ class Network:
         return len(self.weights) - 1
 
     @property
+    def log_inputs(self) -> tuple[list[int], list[float]]:
+        """Columns the network takes as log10(θ + offset), and their offsets."""
+        cols = json.loads(str(self.attrs.get("log_inputs", "[]")))
+        offsets = json.loads(str(self.attrs.get("log_offsets", "null"))) or [0.0] * len(cols)
+        return cols, [float(o) for o in offsets]
+
+    @property
     def mass_ref(self) -> float | None:
         """log10 of the mass formed the network emulates (None: mass is an ordinary input)."""
         v = self.attrs.get("mass_ref")
@@ -87,6 +96,15 @@ class EmulatorFile:
     @property
     def windows(self) -> list[tuple[float, float]]:
         return [n.zrange for n in self.nets]
+
+
+def to_log(x, cols, offsets, xp=np):
+    """``x`` with columns ``cols`` replaced, in place, by log10(x + offset), floored at 1e-6
+    before the log (the input transform of the networks; see :attr:`Network.log_inputs`)."""
+    if cols:
+        off = xp.asarray(offsets, dtype=x.dtype)
+        x[:, cols] = xp.log10(xp.maximum(x[:, cols] + off, 1e-6))
+    return x
 
 
 def residual_stats(res: np.ndarray) -> np.ndarray:

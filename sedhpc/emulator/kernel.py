@@ -25,7 +25,6 @@ batch (one process or many MPI ranks, a resumed run).
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,7 +115,7 @@ class _MLP:
         self.xp, self.dtype, self.block = xp, dtype, block
         self.mass_ref = net.mass_ref
         # inputs the network takes as log10 (e.g. zred: magnitudes change by 5 mag per decade)
-        self.log_cols = json.loads(str(net.attrs.get("log_inputs", "[]")))
+        self.log_cols, self.log_offsets = net.log_inputs
         w = [np.asarray(a, dtype) for a in net.weights]
         b = [np.asarray(a, dtype) for a in net.biases]
         w[-1], b[-1] = w[-1][:, columns], b[-1][columns]
@@ -149,8 +148,7 @@ class _MLP:
         ``group`` = R (n a multiple of R), each row's result depends only on its run of R rows
         (module docstring)."""
         if self.log_cols:
-            x = x.copy()
-            x[:, self.log_cols] = self.xp.log10(self.xp.maximum(x[:, self.log_cols], 1e-6))
+            x = io.to_log(x.copy(), self.log_cols, self.log_offsets, self.xp)
         n = x.shape[0]
         step = self.block if not group else max(1, self.block // group) * group
         with np.errstate(over="ignore"):  # exp overflow → inf → GELU(−large) = −0: exact
@@ -286,7 +284,7 @@ class Emulator:
         self._sigma_models = None
         if all(n.sigma_coef is not None for n in self.file.nets):
             self._sigma_models = [
-                (json.loads(str(n.attrs.get("log_inputs", "[]"))),
+                (n.log_inputs,
                  self.xp.asarray(np.asarray(n.x_mean, np.float64)),
                  self.xp.asarray(np.asarray(n.x_std, np.float64)),
                  self.xp.asarray(np.asarray(n.sigma_coef, np.float64)[self.band_columns]))
@@ -348,8 +346,8 @@ class Emulator:
         from .errors import log_variance, normalised
 
         def var(k, rows):
-            log_cols, mean, std, coef = self._sigma_models[k]
-            x = normalised(theta[rows], log_cols, mean, std, xp)
+            log_in, mean, std, coef = self._sigma_models[k]
+            x = normalised(theta[rows], log_in, mean, std, xp)
             return xp.exp(log_variance(x, coef, xp, group))
 
         if len(self.windows) == 1:

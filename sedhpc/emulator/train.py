@@ -18,6 +18,12 @@ the test set for the residual statistics stored with the emulator. Training is c
 after every epoch (atomically) and resumes from the checkpoint. Stitched emulators train one
 network per redshift window on the draws inside it.
 
+``log_inputs`` (default zred) enter as log10(θ + offset) (``log_offsets``, default 0): inputs
+on which magnitudes depend logarithmically. dust2 is one that reaches 0: the absorbed light,
+hence the far-IR flux, is ∝ dust2 at small dust2, so far-IR magnitudes run as −2.5 log10(dust2)
+down to ≈ 1e−4 (the embedded SPS at z = 1: SPIRE 350 µm 19.6 / 16.8 / 14.4 / 12.2 mag at
+dust2 = 0 / 1e−3 / 1e−2 / 0.1); ``log_inputs = ["zred", "dust2"]``, ``log_offsets = [0, 1e-4]``.
+
 ``init`` continues from the networks of an existing emulator file (its normalisation, weights
 and test split: the same training set, seed and test fraction are required, so that the stored
 test-set statistics stay out of sample), e.g. a further (learning rate, batch) schedule after
@@ -62,6 +68,7 @@ class TrainConfig:
     bands: list[str] | None = None
     limit: int | None = None
     log_inputs: list[str] = dataclasses.field(default_factory=lambda: ["zred"])
+    log_offsets: list[float] = dataclasses.field(default_factory=list)
     mass_normalise: bool = True
     seed: int = 0
     device: str = "auto"
@@ -79,6 +86,10 @@ class TrainConfig:
         for f in (self.val_fraction, self.test_fraction):
             if not 0 < f < 0.5:
                 raise cfgmod.ConfigError(f"validation/test fractions must be in (0, 0.5); got {f}")
+        if self.log_offsets and (len(self.log_offsets) != len(self.log_inputs)
+                                 or min(self.log_offsets) < 0):
+            raise cfgmod.ConfigError(f"log_offsets {self.log_offsets} must be one value ≥ 0 per "
+                                     f"log input {self.log_inputs} (or none: all 0)")
         if self.windows is not None:
             w = [tuple(map(float, x)) for x in self.windows]
             if any(len(x) != 2 or x[0] >= x[1] for x in w) or any(
@@ -304,8 +315,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if unknown:
         raise cfgmod.ConfigError(f"log_inputs {unknown} are not parameters ({ts.param_names})")
     log_cols = [ts.param_names.index(p) for p in cfg.log_inputs]
-    if np.any(theta[:, log_cols] <= 0):
-        raise cfgmod.ConfigError(f"log_inputs {cfg.log_inputs} must be positive in the set")
+    log_offsets = [float(o) for o in cfg.log_offsets] or [0.0] * len(log_cols)
+    if np.any(theta[:, log_cols] + np.asarray(log_offsets) <= 0):
+        raise cfgmod.ConfigError(f"log_inputs {cfg.log_inputs} plus log_offsets {log_offsets} "
+                                 "must be positive in the set")
     im = ts.param_names.index("logmass") if (cfg.mass_normalise and "logmass" in
                                               ts.param_names) else None
     if im is not None:
@@ -332,8 +345,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                     if k2 not in ("threads", "device", "progress")}
         key = json.dumps([settings, k, len(sel)], sort_keys=True)
         ckpt = out.with_name(f"{out.name}.net{k}.ckpt")
-        xin = theta[sel].copy()
-        xin[:, log_cols] = np.log10(np.maximum(xin[:, log_cols], 1e-6))
+        xin = io.to_log(theta[sel].copy(), log_cols, log_offsets)
         keep = [j for j in range(xin.shape[1]) if j != im]
         init = None
         if start is not None:
@@ -347,7 +359,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                     "the network has already been trained on")
             if (net0.mass_ref is None) != (im is None) or (
                     im is not None and abs(net0.mass_ref - mass_ref) > 1e-9) or \
-                    json.loads(net0.attrs.get("log_inputs", "[]")) != log_cols:
+                    net0.log_inputs != (log_cols, log_offsets):
                 raise cfgmod.ConfigError(f"{label}: {cfg.init} differs in mass normalisation "
                                          "or log inputs from these settings")
             w_first = np.delete(net0.weights[0], im, axis=0) if im is not None \
@@ -359,7 +371,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                                                    ckpt, label, key, log, init=init)
         attrs = {"n_train": len(sel), "n_test": len(tsel), "train_seconds": secs,
                  "epochs": len(state["history"]), "best_val_rmse": state["final"],
-                 "log_inputs": json.dumps(log_cols),
+                 "log_inputs": json.dumps(log_cols), "log_offsets": json.dumps(log_offsets),
                  "history_json": json.dumps(state["history"])}
         if start is not None:
             attrs.update(init_emulator=str(Path(cfg.init).resolve()),
