@@ -23,7 +23,11 @@ done
 sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows 1.75,4.25 \
     --init emu_1.75_4.25.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 --width 256 --depth 5 \
     --patience 100 --max-epochs 500 --threads 2 --seed 0 --out emu_1.75_4.25_r.h5
-sedhpc stitch emu_0.001_2.25_r.h5 emu_1.75_4.25_r.h5 emu_3.75_6.h5 --out emu_stitched.h5
+# v0.5: the highest window's warm restart (≈ 22 min on 2 threads)
+sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows 3.75,6 \
+    --init emu_3.75_6.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 --width 256 --depth 5 \
+    --patience 100 --max-epochs 500 --threads 2 --seed 0 --out emu_3.75_6_r.h5
+sedhpc stitch emu_0.001_2.25_r.h5 emu_1.75_4.25_r.h5 emu_3.75_6_r.h5 --out emu_stitched.h5
 # parameter-dependent emulator σ, fitted on a calibration set of its own seed (≈ 1.5 min)
 run generate --config tools/default_emulator/calset.toml --no-progress
 sedhpc emulator-sigma emu_stitched.h5 --calset calset_default --testset testset_default \
