@@ -99,11 +99,12 @@ class EmulatorFile:
 
 
 def to_log(x, cols, offsets, xp=np):
-    """``x`` with columns ``cols`` replaced, in place, by log10(x + offset), floored at 1e-6
-    before the log (the input transform of the networks; see :attr:`Network.log_inputs`)."""
+    """``x`` with columns ``cols`` replaced, in place, by log10(x + offset) (``offsets``: one
+    per column, or None for 0), floored at 1e-6 before the log: the networks' input transform
+    (:attr:`Network.log_inputs`)."""
     if cols:
-        off = xp.asarray(offsets, dtype=x.dtype)
-        x[:, cols] = xp.log10(xp.maximum(x[:, cols] + off, 1e-6))
+        v = x[:, cols] if offsets is None else x[:, cols] + xp.asarray(offsets, dtype=x.dtype)
+        x[:, cols] = xp.log10(xp.maximum(v, 1e-6))
     return x
 
 

@@ -115,7 +115,9 @@ class _MLP:
         self.xp, self.dtype, self.block = xp, dtype, block
         self.mass_ref = net.mass_ref
         # inputs the network takes as log10 (e.g. zred: magnitudes change by 5 mag per decade)
-        self.log_cols, self.log_offsets = net.log_inputs
+        self.log_cols, offsets = net.log_inputs
+        # offsets as an array of this dtype once (None when all 0: the plain log10)
+        self.log_offsets = xp.asarray(offsets, dtype) if any(offsets) else None
         w = [np.asarray(a, dtype) for a in net.weights]
         b = [np.asarray(a, dtype) for a in net.biases]
         w[-1], b[-1] = w[-1][:, columns], b[-1][columns]
