@@ -2,19 +2,20 @@
 # Rebuild the bundled default emulator, sedhpc/emulator/data/default.h5, with sedhpc's own
 # commands (run from the repository root). Every step resumes after an interruption.
 # Cost here (2 cores): training set 300k draws ≈ 29 min per core-set (1 rank), test set 20k
-# draws ≈ 2 min, training ≈ 15–40 min per window on one CPU thread (the lowest ≈ 65 min).
+# draws ≈ 2 min, training ≈ 15–40 min per window on one CPU thread, each warm restart
+# ≈ 20–35 min on 2 threads.
 set -euo pipefail
 RANKS=${RANKS:-1}
 run() { if [ "$RANKS" -gt 1 ]; then mpiexec -n "$RANKS" python -m sedhpc "$@"; else sedhpc "$@"; fi; }
 run generate --config tools/default_emulator/generate.toml --no-progress
 run generate --config tools/default_emulator/testset.toml --no-progress
-# lowest window: log10(zred) input (the default), long first step
-sedhpc train trainset_default --windows 0.001,2.25 --width 256 --depth 5 --patience 60 \
-    --max-epochs 2000 --threads 1 --seed 0 --out emu_0.001_2.25.h5
-# v0.4: a warm restart of the lowest window from its first network (≈ 36 min on 2 threads)
-sedhpc train trainset_default --windows 0.001,2.25 --init emu_0.001_2.25.h5 --lr 3e-4,1e-4,1e-5 \
-    --batch 2048,8192,65536 --width 256 --depth 5 --patience 100 --max-epochs 500 \
-    --threads 2 --seed 0 --out emu_0.001_2.25_r.h5
+# lowest window (v0.6): log10(zred) and log10(dust2 + 1e-4) inputs, long first step
+# (≈ 25 min on 2 threads), then a warm restart from that network (≈ 30 min)
+sedhpc train trainset_default --windows 0.001,2.25 --log-inputs zred,dust2:1e-4 --width 256 \
+    --depth 5 --patience 60 --max-epochs 2000 --threads 2 --seed 0 --out emu_0.001_2.25.h5
+sedhpc train trainset_default --windows 0.001,2.25 --log-inputs zred,dust2:1e-4 \
+    --init emu_0.001_2.25.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 --width 256 --depth 5 \
+    --patience 100 --max-epochs 500 --threads 2 --seed 0 --out emu_0.001_2.25_r.h5
 for w in 1.75,4.25 3.75,6; do
     sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows "$w" \
         --width 256 --depth 5 --patience 40 --max-epochs 400 --seed 0 --out "emu_${w/,/_}.h5"
