@@ -16,14 +16,18 @@ sedhpc train trainset_default --windows 0.001,2.25 --log-inputs zred,dust2:1e-4 
 sedhpc train trainset_default --windows 0.001,2.25 --log-inputs zred,dust2:1e-4 \
     --init emu_0.001_2.25.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 --width 256 --depth 5 \
     --patience 100 --max-epochs 500 --threads 2 --seed 0 --out emu_0.001_2.25_r.h5
-for w in 1.75,4.25 3.75,6; do
-    sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows "$w" \
-        --width 256 --depth 5 --patience 40 --max-epochs 400 --seed 0 --out "emu_${w/,/_}.h5"
-done
-# v0.4: the middle window's warm restart (≈ 19 min on 2 threads)
+# middle window (v0.7): zred linear, log10(dust2 + 1e-4) (≈ 38 min on 2 threads), then a warm
+# restart (≈ 23 min)
 sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows 1.75,4.25 \
-    --init emu_1.75_4.25.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 --width 256 --depth 5 \
-    --patience 100 --max-epochs 500 --threads 2 --seed 0 --out emu_1.75_4.25_r.h5
+    --log-inputs dust2:1e-4 --width 256 --depth 5 --patience 40 --max-epochs 400 --threads 2 \
+    --seed 0 --out emu_1.75_4.25.h5
+sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows 1.75,4.25 \
+    --log-inputs dust2:1e-4 --init emu_1.75_4.25.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 \
+    --width 256 --depth 5 --patience 100 --max-epochs 500 --threads 2 --seed 0 \
+    --out emu_1.75_4.25_r.h5
+# highest window: zred and dust2 linear (≈ 19 min)
+sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows 3.75,6 \
+    --width 256 --depth 5 --patience 40 --max-epochs 400 --seed 0 --out emu_3.75_6.h5
 # v0.5: the highest window's warm restart (≈ 22 min on 2 threads)
 sedhpc train trainset_default --config tools/default_emulator/linear_z.toml --windows 3.75,6 \
     --init emu_3.75_6.h5 --lr 3e-4,1e-4,1e-5 --batch 2048,8192,65536 --width 256 --depth 5 \
