@@ -342,11 +342,15 @@ def _sed_plot(run: dict, row: int, meta: dict, path) -> None:
     from .scheduler import fit_model, FitConfig
     from . import config as cfgmod
 
-    cfg = cfgmod.load(FitConfig, "fit", overrides=dict(meta["config"]), env={})
+    rec = dict(meta["config"])
+    if rec.get("sps"):  # a fit recorded before dl07 existed ran the grid of that time
+        from .sps import recorded_dl07
+        rec["dl07"] = recorded_dl07(rec["sps"], rec.get("dl07"))
+    cfg = cfgmod.load(FitConfig, "fit", overrides=rec, env={})
     cat = read_catalog(cfg.catalog, CatalogSpec.from_dict(cfg.columns))
     if cfg.sps:
         from .sps.direct import DirectSPS
-        emu = DirectSPS(cfg.sps, cat.bands)
+        emu = DirectSPS(cfg.sps, cat.bands, cfg.dl07)
     else:
         from .emulator import Emulator
         emu = Emulator(meta["emulator"], bands=cat.bands, xp="numpy")

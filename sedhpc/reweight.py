@@ -147,7 +147,9 @@ class SPSRatio:
                 raise ValueError(f"{zp} is not the zeropoint table {src} was fitted with")
             apply_zeropoints(cat, zp)
         self.emulator = Emulator(emu_path, bands=cat.bands, xp="numpy")
-        self.direct = DirectSPS(sps, cat.bands)
+        # the embedded SPS with the DL07 sequence the emulator was trained on (FSPS: its own)
+        self.direct = DirectSPS(sps, cat.bands,
+                                self.emulator.file.dl07 if sps == "embedded" else None)
         if list(self.direct.param_names) != list(self.emulator.param_names):
             raise ValueError(f"the {sps} SPS's parameters {self.direct.param_names} differ "
                              f"from the emulator's {self.emulator.param_names}")

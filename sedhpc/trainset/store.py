@@ -239,6 +239,14 @@ class TrainingSet:
     def distribution(self) -> dict:
         return json.loads(self.attrs["distribution"])
 
+    @property
+    def dl07(self) -> str:
+        """The DL07 qpah sequence of the SPS that made the set (sedhpc.sps.embedded)."""
+        from ..sps import recorded_dl07
+
+        return recorded_dl07(str(self.attrs.get("sps", "embedded")),
+                             json.loads(self.attrs.get("config_json", "{}")).get("dl07"))
+
 
 def load(path) -> TrainingSet:
     """Read a finalized ``trainset.h5`` (a directory is read as its ``trainset.h5``)."""
