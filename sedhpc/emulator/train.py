@@ -155,7 +155,8 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
     xt = torch.as_tensor((x - x_mean) / x_std, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y - y_mean, dtype=torch.float32, device=device)
     net = build_network(x.shape[1], y.shape[1], cfg.width, cfg.depth).to(device)
-    state = {"step": 0, "epoch": 0, "best": float("inf"), "stale": 0, "history": []}
+    state = {"step": 0, "epoch": 0, "best": float("inf"), "stale": 0, "history": [],
+             "seconds": 0.0}
     init_sd = None
     if init is not None:
         layers = [m for m in net if hasattr(m, "weight")]
@@ -182,7 +183,7 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
     if cfg.progress:
         from tqdm import tqdm
         bar = tqdm(desc=label, unit="epoch", initial=len(state["history"]))
-    t0 = time.perf_counter()
+    t0, spent = time.perf_counter(), float(state.get("seconds", 0.0))  # (time before a kill)
     while state["step"] < len(cfg.lr):
         step = state["step"]
         for g in opt.param_groups:
@@ -218,6 +219,7 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
                 bar.update(1)
                 bar.set_postfix(step=step + 1, train=f"{tl:.4f}", val=f"{vl:.4f}",
                                 best=f"{state['best']:.4f}")
+            state["seconds"] = spent + time.perf_counter() - t0
             _save(ckpt_path, key, net, opt, best, state)
         log(f"{label}: step {step + 1} (lr {cfg.lr[step]:g}, batch {bs}) ended at epoch "
             f"{state['epoch']}, best validation RMSE {state['best']:.5f}")
@@ -246,7 +248,7 @@ def _fit(x, y, cfg: TrainConfig, seed: int, ckpt_path: Path, label: str, key: st
         net.load_state_dict(best)
     ws = [m.weight.detach().cpu().numpy().T.copy() for m in net if hasattr(m, "weight")]
     bs_ = [m.bias.detach().cpu().numpy().copy() for m in net if hasattr(m, "bias")]
-    return ws, bs_, x_mean, x_std, y_mean, state, time.perf_counter() - t0, net
+    return ws, bs_, x_mean, x_std, y_mean, state, spent + time.perf_counter() - t0, net
 
 
 def _init_networks(cfg: TrainConfig, ts, windows) -> list:

