@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="zeropoint table (.ecsv)")
     p.add_argument("--tract-column")
     p.add_argument("--reference-band", help="band held at 0 (default: the middle band)")
-    p.add_argument("--iterations", type=int, default=30, help="most offset steps")
+    p.add_argument("--iterations", type=int, default=60, help="most offset steps")
     p.add_argument("--clip", type=float, default=5.0,
                    help="leave out galaxy-bands this many σ from their model")
     p.add_argument("--bias-sims", type=int, default=4,

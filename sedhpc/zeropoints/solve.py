@@ -377,7 +377,7 @@ def _mock_like(model, modes, rng, ref, offsets, t_idx):
 
 
 def calibrate(model, emulator, flux, err, zred, mask, tract=None, reference: str | None = None,
-              iterations: int = 30, tol_mag: float = 1e-3, floor: float = 0.05, sigma_emu=None,
+              iterations: int = 60, tol_mag: float = 1e-3, floor: float = 0.05, sigma_emu=None,
               clip: float = 5.0, bias_sims: int = 4, ndraws: int = 2048, nstarts: int = 4,
               method: str = "mode", chains: int = 4, sweeps: int = 30, steps: int = 40,
               burn: int = 2, seed: int = 0, log=print) -> dict:
